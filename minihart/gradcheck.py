@@ -1,0 +1,201 @@
+"""Finite-difference gradient checking: the test every backward pass in minihart must pass.
+
+A backward pass computes ``dL/dx`` for ``L = sum(out * dout)`` with a *random* upstream
+gradient ``dout`` (never all ones: ones hide transposed or mis-summed gradients). We compare
+it with centred differences ``(L(x + h e) - L(x - h e)) / 2h`` in float64:
+
+* small inputs: every element ``e_j`` is perturbed (per-element check);
+* large inputs: a few random unit directions ``u`` are perturbed and compared with
+  ``<grad, u>`` (random-direction check, two forward passes per direction).
+
+``rel_error(a, b) = max|a - b| / max(1e-8, max|a| + max|b|)``; smooth ops reach < 1e-7.
+
+Students check their own op with ``check(my_forward, my_backward, {"x": x})``.
+Ops register a case with :func:`register`; ``python -m minihart.gradcheck`` runs them all
+and prints a table (the command a teacher runs in class).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+from minihart.backend import asnumpy, get_array_module
+
+
+def rel_error(a, b) -> float:
+    """Relative error ``max|a-b| / max(1e-8, max|a| + max|b|)`` of two arrays (or scalars)."""
+    a, b = asnumpy(a).astype(np.float64), asnumpy(b).astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return 0.0
+    denom = max(1e-8, float(np.max(np.abs(a))) + float(np.max(np.abs(b))))
+    return float(np.max(np.abs(a - b))) / denom
+
+
+def _is_float_array(v) -> bool:
+    return hasattr(v, "dtype") and hasattr(v, "shape") and v.dtype.kind == "f"
+
+
+def _as_tuple(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _objective(forward, inputs, douts) -> float:
+    """L = sum_i sum(out_i * dout_i) for one forward pass."""
+    outs = _as_tuple(forward(**inputs)[0])
+    total = 0.0
+    for o, d in zip(outs, douts):
+        if d is not None:
+            total += float(get_array_module(o).sum(o * d))
+    return total
+
+
+def _grads_by_name(grads, names):
+    if isinstance(grads, dict):
+        return grads
+    grads = _as_tuple(grads)
+    if len(grads) < len(names):
+        raise ValueError(f"backward returned {len(grads)} gradients, expected one for each of {names}")
+    return dict(zip(names, grads))
+
+
+def check(forward: Callable, backward: Callable, inputs: dict, wrt=None, seed: int = 0,
+          h: float = 1e-6, max_elements: int = 200, n_directions: int = 4) -> dict:
+    """Compare ``backward`` with centred differences of ``forward``; return ``{name: rel_error}``.
+
+    Args:
+      forward: ``forward(**inputs) -> (out, cache)``; ``out`` an array or a tuple of arrays.
+      backward: ``backward(dout, cache) -> grads``: a dict by input name, or a tuple (or one
+        array) in the order of ``wrt``.
+      inputs: keyword arguments of ``forward``; floating arrays are cast to float64.
+      wrt: names to check (default: every floating-array input, in order).
+      seed: seeds the random upstream gradient and the random directions.
+      h: finite-difference step.
+      max_elements: inputs up to this size are checked element by element, larger ones along
+        ``n_directions`` random unit directions.
+    """
+    inputs = {k: (v.astype("float64") if _is_float_array(v) else v) for k, v in inputs.items()}
+    names = list(wrt) if wrt is not None else [k for k, v in inputs.items() if _is_float_array(v)]
+    for n in names:
+        if n not in inputs or not _is_float_array(inputs[n]):
+            raise ValueError(f"check: wrt name {n!r} is not a floating-array input of forward")
+    rng = np.random.default_rng(seed)
+    outs = _as_tuple(forward(**inputs)[0])
+    douts = []
+    for o in outs:
+        if o is None or not _is_float_array(o):
+            douts.append(None)
+            continue
+        xp = get_array_module(o)
+        douts.append(xp.asarray(rng.standard_normal(o.shape)))
+    dout_arg = douts[0] if not isinstance(forward(**inputs)[0], (tuple, list)) else tuple(douts)
+    _, cache = forward(**inputs)
+    analytic = _grads_by_name(backward(dout_arg, cache), names)
+
+    errors = {}
+    for name in names:
+        x = inputs[name]
+        xp = get_array_module(x)
+        g = analytic[name]
+        if g is None or tuple(g.shape) != tuple(x.shape):
+            raise ValueError(f"check: gradient for {name!r} has shape "
+                             f"{None if g is None else g.shape}, input has {x.shape}")
+
+        def objective_at(delta):
+            return _objective(forward, {**inputs, name: x + delta}, douts)
+
+        if x.size <= max_elements:
+            numeric = np.zeros(x.shape)
+            for j in range(x.size):
+                e = np.zeros(x.size)
+                e[j] = h
+                e = xp.asarray(e.reshape(x.shape))
+                numeric.flat[j] = (objective_at(e) - objective_at(-e)) / (2 * h)
+            errors[name] = rel_error(g, numeric)
+        else:
+            num, ana = [], []
+            for _ in range(n_directions):
+                u = rng.standard_normal(x.shape)
+                u /= np.linalg.norm(u)
+                u = xp.asarray(u)
+                num.append((objective_at(h * u) - objective_at(-h * u)) / (2 * h))
+                ana.append(float(xp.sum(g * u)))
+            errors[name] = rel_error(np.array(ana), np.array(num))
+    return errors
+
+
+# --------------------------------------------------------------------------- registry
+CASES: dict[str, Callable] = {}
+
+
+def register(name: str):
+    """Decorator: ``@register("conv2d")`` on ``case(xp) -> dict(forward=, backward=, inputs=,
+    wrt=None, tol=1e-7)`` adds the op to ``python -m minihart.gradcheck``."""
+    def deco(fn):
+        CASES[name] = fn
+        return fn
+    return deco
+
+
+def load_all_cases() -> dict:
+    """Import every module that registers cases and return the registry."""
+    import minihart.nn  # noqa: F401,PLC0415  (modules register on import)
+    try:
+        import minihart.model  # noqa: F401,PLC0415
+    except ImportError:
+        pass
+    return CASES
+
+
+def run_case(name: str, xp=np, seed: int = 0) -> dict:
+    """Run one registered case; returns a row ``{op, shapes, error, tol, passed, seconds}``."""
+    case = CASES[name](xp)
+    t0 = time.perf_counter()
+    errs = check(case["forward"], case["backward"], case["inputs"], wrt=case.get("wrt"), seed=seed)
+    tol = case.get("tol", 1e-7)
+    shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in case["inputs"].items() if _is_float_array(v))
+    worst = max(errs.values()) if errs else 0.0
+    return {"op": name, "shapes": shapes, "error": worst, "tol": tol, "passed": worst < tol,
+            "seconds": time.perf_counter() - t0}
+
+
+def main(argv=None) -> int:
+    import argparse  # noqa: PLC0415
+    p = argparse.ArgumentParser(prog="python -m minihart.gradcheck",
+                                description="Gradient-check every registered op in float64 and "
+                                            "print a table (op, shapes, relative error, pass/fail).")
+    p.add_argument("ops", nargs="*", help="names of ops to check (default: all)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "gpu"],
+                   help="array module to run on (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random upstream gradient")
+    args = p.parse_args(argv)
+    from minihart.backend import array_module  # noqa: PLC0415
+    try:
+        xp = array_module(args.device)
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # under ``python -m`` this file runs as __main__; the ops register into the
+    # importable module minihart.gradcheck, so use that one's registry.
+    from minihart import gradcheck as registry  # noqa: PLC0415
+    cases = registry.load_all_cases()
+    unknown = [o for o in args.ops if o not in cases]
+    if unknown:
+        print(f"error: unknown op(s) {unknown}; known: {sorted(cases)}", file=sys.stderr)
+        return 2
+    rows = [registry.run_case(n, xp, args.seed) for n in (args.ops or sorted(cases))]
+    w = max(len(r["op"]) for r in rows)
+    print(f"{'op':<{w}}  {'rel. error':>10}  {'tol':>7}  result  shapes")
+    for r in rows:
+        print(f"{r['op']:<{w}}  {r['error']:10.2e}  {r['tol']:7.0e}  {'pass' if r['passed'] else 'FAIL':6}  {r['shapes']}")
+    n_fail = sum(not r["passed"] for r in rows)
+    print(f"{len(rows) - n_fail} passed, {n_fail} failed")
+    return 1 if n_fail else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
