@@ -1,0 +1,111 @@
+"""Optimisers on a flat ``dict[str, array]`` of parameters: RMSProp with momentum (the
+paper's choice, section 5), Adam, and global-norm gradient clipping.
+
+An optimiser updates ``params`` in place from ``grads`` (same keys). Its state is a dict of
+arrays plus a step count, so a checkpoint can save and restore it exactly
+(:meth:`state_dict` / :meth:`load_state_dict`).
+"""
+from __future__ import annotations
+
+import math
+
+from minihart.backend import get_array_module
+
+
+def global_norm(grads: dict) -> float:
+    """``sqrt(sum_k ||g_k||^2)`` over every gradient array."""
+    total = 0.0
+    for g in grads.values():
+        total += float(get_array_module(g).sum(g * g))
+    return math.sqrt(total)
+
+
+def clip_by_global_norm(grads: dict, max_norm: float) -> tuple[dict, float]:
+    """Scale every gradient by ``min(1, max_norm / norm)``; returns ``(grads, norm)``.
+
+    A non-finite norm is returned unchanged so the caller can stop the step and say so.
+    """
+    norm = global_norm(grads)
+    if max_norm and math.isfinite(norm) and norm > max_norm:
+        s = max_norm / norm
+        grads = {k: g * g.dtype.type(s) for k, g in grads.items()}
+    return grads, norm
+
+
+class Optimizer:
+    """Base class: per-parameter state arrays created lazily, a step counter, and
+    ``state_dict``/``load_state_dict`` for checkpoints."""
+
+    def __init__(self, lr: float):
+        if not lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {lr}")
+        self.lr = lr
+        self.t = 0
+        self.state: dict[str, dict] = {}
+
+    def _slot(self, name: str, key: str, like):
+        slots = self.state.setdefault(name, {})
+        if key not in slots:
+            slots[key] = get_array_module(like).zeros_like(like)
+        return slots[key]
+
+    def step(self, params: dict, grads: dict) -> None:
+        missing = set(params) ^ set(grads)
+        if missing:
+            raise ValueError(f"params and grads have different keys: {sorted(missing)}")
+        self.t += 1
+        for k in params:
+            self._update(k, params[k], grads[k])
+
+    def state_dict(self) -> dict:
+        flat = {f"{n}/{k}": v for n, slots in self.state.items() for k, v in slots.items()}
+        return {"t": self.t, "lr": self.lr, "slots": flat}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.t, self.lr = int(sd["t"]), float(sd["lr"])
+        self.state = {}
+        for key, v in sd["slots"].items():
+            name, slot = key.rsplit("/", 1)
+            self.state.setdefault(name, {})[slot] = v
+
+
+class RMSProp(Optimizer):
+    """RMSProp with momentum as in TensorFlow's ``RMSPropOptimizer`` (used by the reference):
+
+    ``ms = rho ms + (1 - rho) g^2``;  ``mom = momentum mom + lr g / sqrt(ms + eps)``;
+    ``p -= mom``. Paper, section 5: momentum 0.9, learning rate 3.33e-5 (KTH) or 3.33e-6 (KITTI).
+    """
+
+    def __init__(self, lr=3.33e-5, rho=0.9, momentum=0.9, eps=1e-10):
+        super().__init__(lr)
+        self.rho, self.momentum, self.eps = rho, momentum, eps
+
+    def _update(self, name, p, g):
+        ms = self._slot(name, "ms", p)
+        mom = self._slot(name, "mom", p)
+        ms *= self.rho
+        ms += (1 - self.rho) * g * g
+        mom *= self.momentum
+        mom += self.lr * g / get_array_module(p).sqrt(ms + self.eps)
+        p -= mom
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction."""
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def _update(self, name, p, g):
+        m = self._slot(name, "m", p)
+        v = self._slot(name, "v", p)
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * g * g
+        lr_t = self.lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        p -= p.dtype.type(lr_t) * m / (get_array_module(p).sqrt(v) + self.eps)
+
+
+OPTIMIZERS = {"rmsprop": RMSProp, "adam": Adam}

@@ -1,0 +1,149 @@
+"""The whole tracker: end-to-end gradient check through time, overfitting, presets, files."""
+import os
+
+import numpy as np
+import pytest
+
+from minihart.gradcheck import check
+from minihart.model import Config, Tracker, backward, count_params, forward, init_params, load, \
+    load_alexnet, preset, sample_noise, save
+from minihart.model.params import v1_shapes
+
+TINY = Config("tiny", 2, (8, 10), (
+    ("conv", 4, 3, 1, (1, 1, 0, 2), 1), ("relu",), ("lrn",), ("pool", 2, 2),
+    ("conv", 4, 3, 1, 1, 2), ("elu",)),
+    ventral_maps=2, dfn=((1, 3), (3, 2)), n_units=6, mask_features=3, image_hw=(12, 14))
+
+
+def _data(rng, B=2, T=3, C=2, H=12, W=14):
+    yy, xx = np.mgrid[0:H, 0:W]
+    frames = np.empty((B, T, C, H, W))
+    boxes = np.empty((B, T, 4))
+    for b in range(B):
+        for t in range(T):
+            cy, cx = 4 + t * 0.7 + b, 5 + t * 0.5 + b
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 6.0)
+            frames[b, t] = 0.3 * rng.random((C, H, W)) + blob
+            boxes[b, t] = [cy - 2.1, cx - 2.3, 4.2 + 0.1 * t, 4.6]
+    presence = np.ones((B, T))
+    presence[1, 2] = 0
+    return frames, boxes, presence
+
+
+def test_end_to_end_gradient_check_float64(rng):
+    """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6."""
+    params = {k: v.astype(np.float64) for k, v in init_params(TINY, rng).items()}
+    for k in params:  # move read-outs away from their tiny init so every path carries gradient
+        if k.endswith(".b") or k in ("att2.W", "box2.W"):
+            params[k] = params[k] + 0.1 * rng.standard_normal(params[k].shape)
+    frames, boxes, presence = _data(rng)
+    noise = sample_noise(TINY.__class__(**{**TINY.to_dict(), "zoneout": 0.3}), rng, 2, 3)
+
+    def fwd(**p):
+        out, cache = forward(p, TINY, frames, boxes, presence, noise)
+        return out["loss"], cache
+
+    errs = check(fwd, lambda dout, cache: {k: float(dout) * v for k, v in backward(cache).items()},
+                 params, max_elements=60, n_directions=3)
+    worst = max(errs, key=errs.get)
+    assert errs[worst] < 1e-6, (worst, errs[worst])
+    assert len(errs) == len(params)
+
+
+def test_backward_returns_every_parameter_in_float32(rng):
+    params = init_params(TINY, rng)
+    frames, boxes, presence = (a.astype(np.float32) for a in _data(rng))
+    out, cache = forward(params, TINY, frames, boxes, presence, sample_noise(TINY, rng, 2, 3))
+    grads = backward(cache)
+    assert set(grads) == set(params)
+    assert all(g.dtype == np.float32 and g.shape == params[k].shape for k, g in grads.items())
+    assert out["loss"].dtype == np.float32 and np.isfinite(float(out["loss"]))
+    assert out["pred"].shape == (2, 3, 4) and out["maps"].shape[:2] == (2, 3)
+
+
+@pytest.mark.slow
+def test_loss_decreases_when_overfitting_one_batch(rng):
+    from minihart.optim import Adam
+    cfg = preset("synthetic", n_units=24, dfn=((1, 3), (3, 3)))
+    params = init_params(cfg, rng)
+    frames, boxes, presence = (a.astype(np.float32) for a in _data(rng, B=3, T=4, C=1, H=30, W=40))
+    opt = Adam(lr=3e-3)
+    first = None
+    for _ in range(150):
+        out, cache = forward(params, cfg, frames, boxes, presence)
+        opt.step(params, backward(cache))
+        first = first if first is not None else float(out["terms"]["tracking"])
+    assert float(out["terms"]["tracking"]) < 0.5 * first
+
+
+def test_kitti_preset_runs_on_a_full_frame_and_counts_parameters(rng):
+    cfg = preset("kitti")
+    params = init_params(cfg, rng)
+    counts = count_params(params)
+    print("kitti parameters per block:", counts)
+    assert v1_shapes(cfg)[1] == (384, 14, 14)
+    assert 1.0e6 < counts["total"] < 3.0e6  # the paper: 1.8 million
+    frames = rng.random((1, 2, 3, 375, 1242)).astype(np.float32)
+    boxes = np.tile(np.array([150, 600, 60, 120], np.float32), (1, 2, 1))
+    out, _ = forward(params, cfg, frames, boxes, np.ones((1, 2), np.float32))
+    assert out["pred"].shape == (1, 2, 4) and np.isfinite(out["pred"]).all()
+
+
+def test_save_load_round_trip_and_bad_files(tmp_path, rng):
+    params = init_params(TINY, rng)
+    path = str(tmp_path / "m.npz")
+    save(path, params, TINY, step=np.array(7))
+    p2, cfg2, extra = load(path)
+    assert cfg2 == TINY and int(extra["step"]) == 7
+    assert all(np.array_equal(params[k], p2[k]) for k in params)
+    with pytest.raises(ValueError, match="preset 'tiny', not 'kth'"):
+        load(path, expect_preset="kth")
+    with pytest.raises(ValueError, match="does not exist"):
+        load(str(tmp_path / "nope.npz"))
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable"):
+        load(str(tmp_path / "bad.npz"))
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp.npz")]
+
+
+def test_alexnet_importer_reads_bvlc_format(tmp_path, rng):
+    cfg = preset("kitti")
+    params = init_params(cfg, rng)
+    shapes = {"conv1": (11, 11, 3, 96), "conv2": (5, 5, 48, 256), "conv3": (3, 3, 256, 384)}
+    weights = {k: [rng.standard_normal(s).astype(np.float32), rng.standard_normal(s[-1]).astype(np.float32)]
+               for k, s in shapes.items()}
+    np.save(tmp_path / "bvlc_alexnet.npy", weights, allow_pickle=True)
+    p2 = load_alexnet(params, str(tmp_path / "bvlc_alexnet.npy"))
+    np.testing.assert_array_equal(p2["v1.conv2.W"][5, 7], weights["conv2"][0][:, :, 7, 5])
+    weights["conv3"][0] = weights["conv3"][0][:, :, :100]
+    np.save(tmp_path / "bad.npy", weights, allow_pickle=True)
+    with pytest.raises(ValueError, match="conv3"):
+        load_alexnet(params, str(tmp_path / "bad.npy"))
+
+
+def test_tracker_matches_sequence_forward_in_eval_mode(rng):
+    params = init_params(TINY, rng)
+    frames, boxes, presence = (a.astype(np.float32) for a in _data(rng))
+    out, _ = forward(params, TINY, frames, boxes, presence)
+    tr = Tracker(params, TINY).init(frames[:, 0], boxes[:, 0])
+    for t in range(3):
+        np.testing.assert_allclose(tr.step(frames[:, t]), out["pred"][:, t], rtol=1e-5, atol=1e-4)
+    single = Tracker(params, TINY).init(frames[0, 0], boxes[0, 0])
+    np.testing.assert_allclose(single.step(frames[0, 0]), out["pred"][0, 0], rtol=1e-5, atol=1e-4)
+
+
+def test_bad_inputs_raise_value_error(rng):
+    params = init_params(TINY, rng)
+    frames, boxes, presence = _data(rng)
+    with pytest.raises(ValueError, match="frames must be"):
+        forward(params, TINY, frames[:, :, :1], boxes, presence)
+    with pytest.raises(ValueError, match="boxes must be"):
+        forward(params, TINY, frames, boxes[:, :2], presence)
+    bad = boxes.copy()
+    bad[0, 0, 2] = 0
+    with pytest.raises(ValueError, match="boxes"):
+        forward(params, TINY, frames, bad, presence)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nope")
+    with pytest.raises(RuntimeError, match="init"):
+        Tracker(params, TINY).step(frames[0, 0])
