@@ -151,7 +151,7 @@ def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
     g, f, nu, app = _appearance_forward(p, cfg, frame, a, drop)
     d, dfn_caches, filters = f, [], []
     for i, (k, maps) in enumerate(cfg.dfn, 1):  # dorsal stream, eq. (3)
-        (w, b), fc = dfn_filters_forward(alpha, p, f"dfn{i}", d.shape[1], maps, k)
+        (w, b), fc = dfn_filters_forward(alpha, p, d.shape[1], maps, k, prefix=f"dfn{i}.")
         d, cc = dynamic_conv_forward(d, w, b, k // 2)
         d, ec = ACTIVATIONS["elu"][0](d)
         dfn_caches.append((fc, cc, ec))
@@ -310,7 +310,7 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None):
     tau = L.appearance_target(safe, att, logits.shape[2:]) * pres[..., None, None]
     la, ca = L.appearance_loss_forward(logits, tau, pres)
     total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
-    weights = [v for k, v in p.items() if k.endswith(".W")]
+    weights = [v for k, v in p.items() if is_weight(k)]
     r_theta, _ = L.l2_forward(weights)
     r_psi, _ = L.l2_forward([f for s in steps for f in s["filters"]])
     reg = cfg.l2 * (r_theta + r_psi / (B * T))
@@ -321,6 +321,13 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None):
                terms=dict(tracking=lt, attention=ls, appearance=la, l2=reg,
                           lambda_tracking=lam[0], lambda_attention=lam[1], lambda_appearance=lam[2]))
     return out, (cfg, p, scale, init_cache, caches, steps, ct, cs, ca, cad, B * T)
+
+
+def is_weight(name: str) -> bool:
+    """Weight matrices and kernels (``*.W``, ``*.Wx``, ``*_W``) get the L2 term of eq. (9);
+    biases, gains and loss weights do not (as the reference)."""
+    last = name.split(".")[-1]
+    return last.startswith("W") or last.endswith("_W")
 
 
 def L_iou(pred, target):
@@ -341,7 +348,7 @@ def backward(cache) -> dict:
     datt = L.attention_loss_backward(dterms[1], cs) * scale
     dlogits = L.appearance_loss_backward(dterms[2], ca)
     for k, v in p.items():
-        if k.endswith(".W"):
+        if is_weight(k):
             grads[k] += cfg.l2 * v
     B = steps[0]["pred"].shape[0]
     da = xp.zeros((B, 4), scale.dtype)

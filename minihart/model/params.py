@@ -58,7 +58,7 @@ def init_params(cfg: Config, rng: np.random.Generator) -> dict:
     p["ventral.b"] = np.zeros(cfg.ventral_maps, np.float32)
     cin = cv
     for i, (k, maps) in enumerate(cfg.dfn, 1):
-        p.update(init_dfn_params(rng, f"dfn{i}", u, cin, maps, k))
+        p.update(init_dfn_params(rng, f"dfn{i}.", u, cin, maps, k))
         cin = maps
     p["locmap.W"] = (rng.standard_normal((1, cin, 1, 1)) * np.sqrt(1.0 / cin)).astype(np.float32)
     p["locmap.b"] = np.zeros(1, np.float32)

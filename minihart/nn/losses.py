@@ -1,0 +1,293 @@
+"""The HART loss (paper section 4, eq. 9) and its parts, each a forward/backward pair.
+
+``L = lambda_t L_t + lambda_s L_s + lambda_a L_a + R(lambda) + beta R(D, theta)``
+
+* tracking, eq. (10): ``-log IoU(pred, target)``;
+* spatial attention, eq. (11): the window must cover the object and must not grow to the frame;
+* appearance attention, eq. (12): cross-entropy between the location map and a box mask tau;
+* ``R(D, theta)``: :func:`l2_forward`; ``lambda`` and ``R(lambda)``: :func:`adaptive_loss_forward`.
+
+Every term returns a scalar (a 0-d array; NumPy hands back a NumPy scalar). Sequence losses
+take a presence mask ``(B, T)`` (float 0/1) and average over the *present* entries only:
+``sum(p * l) / max(sum(p), 1)``,
+so a batch with nothing present gives loss 0 and zero gradients. (The reference averages
+over present objects per time step, then over time steps; the two agree when every step
+has the same number of present objects.) Boxes are ``[y, x, h, w]`` pixels (minihart.boxes).
+Logs are of clipped arguments, ``-log(clip(x, eps, 1))``, so losses are never infinite; the
+gradient is zero where the clip is active.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minihart.backend import get_array_module
+from minihart.boxes import (_overlapping_pairs, area, intersection_backward, intersection_forward,
+                            iou_backward, iou_forward)
+from minihart.gradcheck import register
+from minihart.nn.activations import sigmoid
+
+
+def _presence_weights(presence, lead_shape, dtype, fn):
+    """``p / max(sum p, 1)`` in ``dtype``: the weights of a mean over present entries."""
+    if tuple(presence.shape) != tuple(lead_shape):
+        raise ValueError(f"{fn}: presence{tuple(presence.shape)} must have shape {tuple(lead_shape)}")
+    xp = get_array_module(presence)
+    p = presence.astype(dtype)
+    return p / xp.maximum(p.sum(), 1)
+
+
+def _neg_log_clip(x, eps):
+    """``-log(clip(x, eps, 1))`` and its derivative (0 where the clip is active)."""
+    xp = get_array_module(x)
+    c = xp.clip(x, eps, 1)
+    return -xp.log(c), -(((x > eps) & (x < 1)) / c)
+
+
+def _check_boxes(fn, **boxes):
+    shapes = {k: tuple(v.shape) for k, v in boxes.items()}
+    first = next(iter(shapes.values()))
+    if len(first) < 1 or first[-1] != 4 or any(s != first for s in shapes.values()):
+        raise ValueError(f"{fn}: boxes must share one shape (..., 4), got {shapes}")
+
+
+class ScaledCache(NamedTuple):
+    dterm: object   # d loss / d (per-step term), presence weights included
+    cache: object   # cache of the box op the term came from
+
+
+def tracking_loss_forward(pred, target, presence, eps=1e-4):
+    """Tracking loss, eq. (10): mean over present steps of ``-log(clip(IoU(pred, target), eps, 1))``.
+
+    Args: pred, target ``(B, T, 4)`` boxes in pixels (any leading dims); presence ``(B, T)``.
+    Returns: loss ``()`` and a :class:`ScaledCache`. Disjoint or degenerate predictions give
+    ``-log(eps)``, never inf.
+    """
+    _check_boxes("tracking_loss_forward", pred=pred, target=target)
+    w = _presence_weights(presence, pred.shape[:-1], pred.dtype, "tracking_loss_forward")
+    iou, icache = iou_forward(pred, target)
+    nll, dnll = _neg_log_clip(iou, eps)
+    return (nll * w).sum(), ScaledCache(dnll * w, icache)
+
+
+def tracking_loss_backward(dloss, cache: ScaledCache):
+    """Returns ``dpred (B, T, 4)`` of :func:`tracking_loss_forward` (zero at absent steps)."""
+    return iou_backward(dloss * cache.dterm, cache.cache)[0]
+
+
+class AttentionLossCache(NamedTuple):
+    dcover: object        # d loss / d intersection(att, target), weights and 1/area included
+    inter_cache: object
+    dframe_iou: object    # d loss / d IoU(att, frame)
+    iou_cache: object
+
+
+def attention_loss_forward(att, target, presence, image_hw, eps=1e-4):
+    """Spatial attention loss, eq. (11), mean over present steps of
+
+    ``-log(clip(|att n target| / |target|)) - log(clip(1 - IoU(att, frame)))``
+
+    where ``frame = [0, 0, H, W]``: the first term asks the window to cover the object, the
+    second keeps it from growing to the whole frame. Both clips are to ``[eps, 1]``.
+
+    The reference ('tight_intersection' = ``_intersection_loss + _area_loss``) uses for the
+    second term ``-r log(1 - clip(|att| / HW, 0, 1))`` with weight ``r = clip(|att| / HW, 1, 10)``.
+    For a window inside the frame ``IoU(att, frame) = |att| / HW`` and the two agree; they
+    differ for windows that reach past the image border (eq. 11 counts only the visible part).
+
+    Args: att ``(B, T, 4)`` attention windows as pixel boxes (``attention_to_box(a)``);
+      target ``(B, T, 4)`` object boxes (absent steps may hold zero-size boxes);
+      presence ``(B, T)``; image_hw ``(H, W)``.
+    Returns: loss ``()`` and an :class:`AttentionLossCache`.
+    """
+    _check_boxes("attention_loss_forward", att=att, target=target)
+    xp = get_array_module(att)
+    w = _presence_weights(presence, att.shape[:-1], att.dtype, "attention_loss_forward")
+    inter, icache = intersection_forward(att, target)
+    target_area = area(target)
+    target_area = xp.where(target_area > 0, target_area, 1)  # zero-size targets: cover = 0
+    cover, dcover = _neg_log_clip(inter / target_area, eps)
+    frame = xp.broadcast_to(xp.asarray([0, 0, image_hw[0], image_hw[1]], dtype=att.dtype), att.shape)
+    frame_iou, fcache = iou_forward(att, frame)
+    spill, dspill = _neg_log_clip(1 - frame_iou, eps)
+    loss = ((cover + spill) * w).sum()
+    return loss, AttentionLossCache(dcover * w / target_area, icache, -dspill * w, fcache)
+
+
+def attention_loss_backward(dloss, cache: AttentionLossCache):
+    """Returns ``datt (B, T, 4)`` of :func:`attention_loss_forward`."""
+    da_cover = intersection_backward(dloss * cache.dcover, cache.inter_cache)[0]
+    da_frame = iou_backward(dloss * cache.dframe_iou, cache.iou_cache)[0]
+    return da_cover + da_frame
+
+
+def appearance_target(box, att_box, map_hw):
+    """tau(a, b) of eq. (12): which cells of the glimpse's feature map show the object.
+
+    The glimpse covers ``att_box``; cell ``(i, j)`` of an ``h_v x w_v`` map covers
+    ``[att_y + i att_h / h_v, att_y + (i+1) att_h / h_v) x [att_x + j att_w / w_v, ...)``.
+    Rule: a cell is 1 when its *centre* lies inside the box (half-open ``[y, y + h)``), so a
+    box that covers the window gives all ones and a disjoint box all zeros. No gradient.
+
+    The reference crops the box to the window at pixel resolution (rounded) and resizes that
+    mask bilinearly to the map size, so its target is soft at the edges; tau here is binary.
+
+    Args: box, att_box ``(..., 4)`` pixel boxes; map_hw ``(h_v, w_v)``.
+    Returns: ``(..., h_v, w_v)`` 0/1 mask in the dtype of ``box``.
+    """
+    _check_boxes("appearance_target", box=box, att_box=att_box)
+    h_v, w_v = (int(n) for n in map_hw)
+    if h_v < 1 or w_v < 1:
+        raise ValueError(f"appearance_target: map_hw must be positive, got {tuple(map_hw)}")
+    xp = get_array_module(box)
+
+    def inside(k, n):  # (..., n): the n cell centres along axis k (0 = y, 1 = x) in the box
+        centre = att_box[..., k, None] + (xp.arange(n, dtype=box.dtype) + 0.5) * (att_box[..., k + 2, None] / n)
+        return (centre >= box[..., k, None]) & (centre < box[..., k, None] + box[..., k + 2, None])
+
+    return (inside(0, h_v)[..., :, None] & inside(1, w_v)[..., None, :]).astype(box.dtype)
+
+
+class AppearanceLossCache(NamedTuple):
+    dlogits: object   # d loss / d logits, read by backward
+
+
+def appearance_loss_forward(logits, target, presence):
+    """Appearance attention loss, eq. (12): class-balanced ``H(tau, sigmoid(logits))``.
+
+    Per cell ``xe = max(z, 0) - z t + log(1 + exp(-|z|))`` (sigmoid cross-entropy from logits,
+    no overflow), weighted as in the reference: ``1 / frac_pos`` on positive cells and
+    ``1 / frac_neg`` on negative ones, the fractions counted per map (a map with no
+    positives, or no negatives, just has weight 1 on what it has). The loss is the mean of
+    ``weight * xe`` over cells and present steps.
+
+    Args: logits ``(B, T, h_v, w_v)`` of the location map ``s``; target same shape, 0/1
+      (:func:`appearance_target`); presence ``(B, T)``.
+    Returns: loss ``()`` and an :class:`AppearanceLossCache`.
+    """
+    if logits.ndim < 2 or target.shape != logits.shape:
+        raise ValueError(f"appearance_loss_forward: logits{tuple(logits.shape)} and "
+                         f"target{tuple(target.shape)} must share one shape (..., h_v, w_v)")
+    xp = get_array_module(logits)
+    n_cells = logits.shape[-1] * logits.shape[-2]
+    w = _presence_weights(presence, logits.shape[:-2], logits.dtype, "appearance_loss_forward")
+    w = w[..., None, None] / n_cells
+    t = target.astype(logits.dtype)
+    positive = t > 0
+    frac_pos = t.sum(axis=(-2, -1), keepdims=True) / n_cells
+    frac = xp.where(positive, frac_pos, 1 - frac_pos)
+    w = w / xp.where(frac > 0, frac, 1)
+    xe = xp.maximum(logits, 0) - logits * t + xp.log1p(xp.exp(-xp.abs(logits)))
+    return (w * xe).sum(), AppearanceLossCache(w * (sigmoid(logits) - t))
+
+
+def appearance_loss_backward(dloss, cache: AppearanceLossCache):
+    """Returns ``dlogits`` of :func:`appearance_loss_forward`: ``weight (sigmoid(z) - t)``."""
+    return dloss * cache.dlogits
+
+
+def l2_forward(arrays):
+    """Weight decay ``R = 0.5 sum_k sum(x_k^2)`` (R(D, theta) of eq. 9, TF's ``l2_loss``).
+
+    Used for parameters and for the generated dynamic filters (the caller averages those
+    over batch and time). Args: arrays, a list of arrays of any shapes.
+    Returns: R ``()`` and the list itself as the cache.
+    """
+    if len(arrays) == 0:
+        raise ValueError("l2_forward: arrays is empty")
+    total = (arrays[0] * arrays[0]).sum()
+    for x in arrays[1:]:
+        total = total + (x * x).sum()
+    return 0.5 * total, list(arrays)
+
+
+def l2_backward(dR, cache):
+    """Returns the list ``[dR * x_k]`` of :func:`l2_forward`."""
+    return [dR * x for x in cache]
+
+
+class AdaptiveCache(NamedTuple):
+    terms: object   # (K,) the loss terms
+    v: object       # (K,) the weight variables
+    lam: object     # (K,) lambda = v^2 + 1e-8, for logging
+
+
+def adaptive_loss_forward(terms, v):
+    """Adaptive loss weights (Kendall et al. 2017; paper "Adaptive Loss Weights"):
+
+    ``total = sum_i lambda_i L_i + R(lambda)``, ``lambda_i = v_i^2 + 1e-8``,
+    ``R(lambda) = -sum_i log(lambda_i)``.
+
+    ``v`` is trained and starts at 1 (the reference's ``sqrt(weight)`` with weight 1). For fixed
+    ``L_i`` the optimum is ``lambda_i = 1 / L_i``. The paper prints ``R = -sum log(lambda_i^-1)``,
+    which would drive every lambda to 0; the reference adds ``log(1 / lambda)``, as here.
+
+    Args: terms ``(K,)`` the loss terms (e.g. ``xp.stack([L_t, L_s, L_a])``); v ``(K,)``.
+    Returns: total ``()`` and an :class:`AdaptiveCache` (``cache.lam`` are the weights).
+    """
+    if terms.ndim != 1 or terms.shape != v.shape:
+        raise ValueError(f"adaptive_loss_forward: terms{tuple(terms.shape)} and v{tuple(v.shape)} "
+                         "must both have shape (K,)")
+    xp = get_array_module(terms, v)
+    lam = v * v + 1e-8
+    return (lam * terms).sum() - xp.log(lam).sum(), AdaptiveCache(terms, v, lam)
+
+
+def adaptive_loss_backward(dtotal, cache: AdaptiveCache):
+    """Returns ``(dterms, dv)``, each ``(K,)``: ``dterms = lambda``, ``dv = 2 v (L - 1/lambda)``."""
+    terms, v, lam = cache
+    return dtotal * lam, dtotal * 2 * v * (terms - 1 / lam)
+
+
+# --------------------------------------------------------------------------- gradient checks
+def _presence(g, shape):
+    p = (g.random(shape) < 0.7).astype(np.float64)
+    p.flat[0], p.flat[-1] = 1.0, 0.0  # at least one present and one absent step
+    return p
+
+
+@register("tracking_loss")
+def _case_tracking(xp):
+    g = np.random.default_rng(6)
+    pred, target = _overlapping_pairs(g, (2, 3))
+    return dict(forward=tracking_loss_forward, backward=tracking_loss_backward, wrt=["pred"],
+                inputs=dict(pred=xp.asarray(pred), target=xp.asarray(target),
+                            presence=xp.asarray(_presence(g, (2, 3)))))
+
+
+@register("attention_loss")
+def _case_attention(xp):
+    g = np.random.default_rng(7)
+    att, target = _overlapping_pairs(g, (2, 3))
+    shift = np.array([-1.5, -0.7]) - att[0, 0, :2]  # one pair moved past the top-left corner
+    att[0, 0, :2] += shift
+    target[0, 0, :2] += shift
+    return dict(forward=lambda att, target, presence: attention_loss_forward(att, target, presence, (15, 17)),
+                backward=attention_loss_backward, wrt=["att"],
+                inputs=dict(att=xp.asarray(att), target=xp.asarray(target),
+                            presence=xp.asarray(_presence(g, (2, 3)))))
+
+
+@register("appearance_loss")
+def _case_appearance(xp):
+    g = np.random.default_rng(8)
+    box, att_box = _overlapping_pairs(g, (2, 3))
+    target = appearance_target(xp.asarray(box), xp.asarray(att_box), (4, 5))
+    return dict(forward=appearance_loss_forward, backward=appearance_loss_backward, wrt=["logits"],
+                inputs=dict(logits=xp.asarray(2 * g.standard_normal((2, 3, 4, 5))), target=target,
+                            presence=xp.asarray(_presence(g, (2, 3)))))
+
+
+@register("l2")
+def _case_l2(xp):
+    g = np.random.default_rng(9)
+    return dict(forward=lambda W, b: l2_forward([W, b]), backward=l2_backward,
+                inputs=dict(W=xp.asarray(g.standard_normal((3, 4))), b=xp.asarray(g.standard_normal(5))))
+
+
+@register("adaptive_loss")
+def _case_adaptive(xp):
+    g = np.random.default_rng(10)
+    return dict(forward=adaptive_loss_forward, backward=adaptive_loss_backward,
+                inputs=dict(terms=xp.asarray(g.uniform(0.1, 3, 3)), v=xp.asarray(g.uniform(0.5, 1.5, 3))))
