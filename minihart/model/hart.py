@@ -120,7 +120,7 @@ def _appearance_backward(df, dnu, cfg, cache, grads):
     df = dropout_backward(df + dfv, dc)
     dg0 = _v1_backward(df, cfg, v1c, grads)
     dg = dg0 - dg0.mean(axis=(2, 3), keepdims=True)
-    return glimpse_backward(dg, gc)[1]  # gradient to the attention parameters
+    return glimpse_backward(dg, gc, need_dx=False)[1]  # gradient to the attention parameters
 
 
 # ----------------------------------------------------------------------------- one step
