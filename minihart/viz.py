@@ -69,3 +69,105 @@ def show_glimpse(image, box, glimpse, title=None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ----------------------------------------------------------------------------- run folders
+COLOURS = {"truth": (40, 220, 40), "pred": (230, 40, 40), "att": (60, 120, 255)}
+
+
+def to_rgb8(image, size=None, vrange=None):
+    """Float ``(C, H, W)`` or ``(H, W)`` -> uint8 ``(H, W, 3)``, scaled from ``vrange``
+    (default: min-max); optionally enlarged by an integer ``size`` factor (nearest)."""
+    im = asnumpy(image).astype(np.float32)
+    im = im if im.ndim == 2 else (im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0))
+    lo, hi = vrange or (float(im.min()), float(im.max()))
+    im = (im - lo) / (hi - lo) if hi > lo else np.zeros_like(im)
+    im = np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im
+    if size and size > 1:
+        im = im.repeat(size, axis=0).repeat(size, axis=1)
+    return (im * 255 + 0.5).astype(np.uint8)
+
+
+def draw_rect(img, box, colour, width=1):
+    """Draw a box ``[y, x, h, w]`` outline into an RGB uint8 image ``(H, W, 3)`` in place
+    (clipped to the image)."""
+    H, W = img.shape[:2]
+    y0, x0, h, w = (float(v) for v in box)
+    y1, x1 = y0 + h, x0 + w
+    for k in range(width):
+        for yy in (int(round(y0)) + k, int(round(y1)) - 1 - k):
+            if 0 <= yy < H:
+                img[yy, max(0, int(round(x0))):max(0, min(W, int(round(x1))))] = colour
+        for xx in (int(round(x0)) + k, int(round(x1)) - 1 - k):
+            if 0 <= xx < W:
+                img[max(0, int(round(y0))):max(0, min(H, int(round(y1)))), xx] = colour
+    return img
+
+
+def tracking_frame(frame, boxes: dict, glimpse=None, loc_map=None, scale=2):
+    """One video frame like the paper's Figures 1 and 4: the frame with boxes (``truth`` green,
+    ``pred`` red, ``att`` blue) and, beside it, the glimpse and the location map."""
+    img = to_rgb8(frame, scale)
+    for name, box in boxes.items():
+        if box is not None:
+            draw_rect(img, np.asarray(asnumpy(box), np.float64) * scale, COLOURS[name], width=max(1, scale))
+    panels = [img]
+    H = img.shape[0]
+    for extra in (glimpse, loc_map):
+        if extra is not None:
+            e = asnumpy(extra)
+            k = max(1, H // 2 // e.shape[-2])
+            panel = np.zeros((H, e.shape[-1] * k, 3), np.uint8)
+            small = to_rgb8(e, k, None if extra is glimpse else (0.0, 1.0))
+            panel[:small.shape[0]] = small[:H]
+            panels.append(panel)
+    return np.concatenate(panels, axis=1)
+
+
+def write_video(path, frames, fps=8):
+    """Write uint8 RGB frames as a GIF (``.gif``) or MP4 (``.mp4``, needs imageio-ffmpeg)."""
+    import imageio.v2 as imageio  # noqa: PLC0415
+    if str(path).endswith(".gif"):
+        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+    else:
+        imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
+    return path
+
+
+def plot_history(history, path):
+    """Loss terms, learned loss weights and IoU over training steps (a metrics-CSV picture)."""
+    fig = new_figure(figsize=(12, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    steps = [r["step"] for r in history]
+    for key in ("tracking", "attention", "appearance", "l2"):
+        axes[0].plot(steps, [r[key] for r in history], label=key)
+    axes[0].set_yscale("log")
+    axes[0].set_title("loss terms (eqs. 10-12, L2)")
+    for key in ("lambda_tracking", "lambda_attention", "lambda_appearance"):
+        axes[1].plot(steps, [r[key] for r in history], label=key[7:])
+    axes[1].set_title("learned loss weights (Kendall et al.)")
+    axes[2].plot(steps, [r["train_iou"] for r in history], label="train")
+    axes[2].plot(steps, [r["test_iou"] for r in history], label="held-out")
+    axes[2].set_ylim(0, 1)
+    axes[2].set_title("average IoU")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def plot_evaluation(result, path, label="minihart"):
+    """IoU over time steps (the paper's Figure 5) and the success plot with its AUC."""
+    fig = new_figure(figsize=(9, 3.6), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    t = np.arange(1, len(result["iou_per_step"]) + 1)
+    ax1.plot(t, result["iou_per_step"], label=label)
+    ax1.set(xlabel="time step", ylabel="IoU", ylim=(0, 1), title="IoU over time (Figure 5)")
+    ax2.plot(result["thresholds"], result["success"], label=f"{label} (AUC {result['auc']:.3f})")
+    ax2.set(xlabel="IoU threshold", ylabel="fraction of frames", ylim=(0, 1), title="success plot")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=90)
+    return path
