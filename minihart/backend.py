@@ -83,9 +83,11 @@ def to_device(a, device: str | None = None, dtype=None):
 
 
 def asnumpy(a):
-    """A NumPy array from a NumPy or CuPy array (or a scalar); dicts are mapped."""
+    """A NumPy array from a NumPy or CuPy array (or a scalar); dicts, lists, tuples are mapped."""
     if isinstance(a, dict):
         return {k: asnumpy(v) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return [asnumpy(v) for v in a]
     if type(a).__module__.startswith("cupy"):
         return a.get()
     return np.asarray(a)

@@ -126,6 +126,10 @@ def train(args) -> str:
     if args.resume:
         params, cfg, opt, run, state = _load_run(args.resume, device)
         out = args.resume
+        for flag in ("dataset", "preset"):
+            given = getattr(args, flag)
+            if given is not None and given not in (run[flag], DEFAULTS["synthetic"][flag] if flag == "dataset" else None):
+                raise TrainingError(f"--resume {out!r}: the run was made with --{flag} {run[flag]}, not {given}")
     else:
         params, cfg, opt, run, state = _new_run(args)
         params = to_device(params, device)

@@ -44,7 +44,8 @@ def test_end_to_end_gradient_check_float64(rng):
         return out["loss"], cache
 
     errs = check(fwd, lambda dout, cache: {k: float(dout) * v for k, v in backward(cache).items()},
-                 params, max_elements=60, n_directions=3)
+                 params, max_elements=60, n_directions=3, h=1e-5)  # h: the DFN gradients are ~1e-3 of
+    # a loss of ~3, so h = 1e-6 would leave float64 round-off (~1e-9) at 1e-6 of them
     worst = max(errs, key=errs.get)
     assert errs[worst] < 1e-6, (worst, errs[worst])
     assert len(errs) == len(params)
@@ -126,10 +127,10 @@ def test_tracker_matches_sequence_forward_in_eval_mode(rng):
     frames, boxes, presence = (a.astype(np.float32) for a in _data(rng))
     out, _ = forward(params, TINY, frames, boxes, presence)
     tr = Tracker(params, TINY).init(frames[:, 0], boxes[:, 0])
-    for t in range(3):
+    for t in range(1, 3):
         np.testing.assert_allclose(tr.step(frames[:, t]), out["pred"][:, t], rtol=1e-5, atol=1e-4)
     single = Tracker(params, TINY).init(frames[0, 0], boxes[0, 0])
-    np.testing.assert_allclose(single.step(frames[0, 0]), out["pred"][0, 0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(single.step(frames[0, 1]), out["pred"][0, 1], rtol=1e-5, atol=1e-4)
 
 
 def test_bad_inputs_raise_value_error(rng):

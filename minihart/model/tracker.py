@@ -2,7 +2,7 @@
 
     tracker = Tracker(params, cfg)
     tracker.init(frame0, box0)          # frame (C, H, W) float32 in [0, 1], box [y, x, h, w]
-    for frame in frames:
+    for frame in frames[1:]:
         box = tracker.step(frame)       # the box in this frame (eq. 8), pixels
 
 Batched tracking works the same with frames (B, C, H, W) and boxes (B, 4).
@@ -12,6 +12,7 @@ from __future__ import annotations
 from minihart.backend import get_array_module
 from minihart.boxes import validate_boxes
 from minihart.model.hart import init_forward, step_forward
+from minihart.nn.activations import sigmoid
 
 
 class Tracker:
@@ -41,6 +42,7 @@ class Tracker:
         validate_boxes(box, "box", frame.shape[2:])
         (a, h, c), _ = init_forward(self.p, self.cfg, frame, box)
         self.state, self.single, self.hw = (a, h, c, h), single, frame.shape[2:]
+        self.step(frame)  # as in training, the first step sees the first frame again
         return self
 
     def step(self, frame):
@@ -55,7 +57,7 @@ class Tracker:
         out, _ = step_forward(self.p, self.cfg, frame, a, h, c, alpha, None)
         H, W = self.hw
         scale = xp.asarray([H, W, H, W], frame.dtype)
-        self.last = dict(att=a * scale, glimpse=out["g"], map=1 / (1 + xp.exp(-out["logits"])))
+        self.last = dict(att=a * scale, glimpse=out["g"], map=sigmoid(out["logits"]))
         self.state = (out["a_next"], out["h"], out["c"], out["h"])
         box = out["pred"] * scale
         return box[0] if self.single else box

@@ -40,9 +40,10 @@ def elu_forward(x, alpha=1.0):
 
 
 def elu_backward(dout, cache: ActCache, alpha=1.0):
-    """``dx = dout`` for x > 0, ``dout (y + alpha)`` otherwise."""
+    """``dx = dout`` for x > 0, ``dout alpha exp(x)`` otherwise (pass the forward's alpha)."""
     xp = get_array_module(dout)
-    return dout * xp.where(cache.x > 0, 1, cache.y + alpha)
+    # alpha exp(x) directly: y + alpha loses precision for very negative x
+    return dout * xp.where(cache.x > 0, 1, alpha * xp.exp(xp.minimum(cache.x, 0)))
 
 
 def sigmoid(x):
