@@ -31,8 +31,9 @@ def read_frames(path, max_frames=None):
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "groundtruth_rect.txt")):
             from minihart.data.otb import load_sequence  # noqa: PLC0415
-            frames, truth = load_sequence(path)
-            return frames[:max_frames], (None if truth is None else truth[:max_frames])
+            seq = load_sequence(path)
+            truth = None if seq.boxes is None else seq.boxes[:max_frames]
+            return seq.frames[:max_frames], truth
         files = sorted(f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXT))
         if not files:
             raise ValueError(f"--video {path!r}: the folder holds no {'/'.join(IMAGE_EXT)} images")

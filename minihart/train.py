@@ -47,12 +47,11 @@ class TrainingError(Exception):
 
 def open_dataset(name, split, cfg, root=None, difficulty=None):
     """The ``split`` (train/test) of dataset ``name`` in the frame size and channels of ``cfg``."""
+    from minihart.data import make_dataset  # noqa: PLC0415
     if name == "synthetic":
-        from minihart.data.synthetic import Synthetic  # noqa: PLC0415
-        return Synthetic(split, flavour="kth" if cfg.channels == 1 else "kitti", frame_hw=cfg.image_hw,
-                         channels=cfg.channels, difficulty=difficulty or "easy")
-    from minihart.data import open_dataset as open_real  # noqa: PLC0415
-    return open_real(name, split, root=root, channels=cfg.channels)
+        return make_dataset(name, split=split, flavour="kth" if cfg.channels == 1 else "kitti",
+                            frame_hw=cfg.image_hw, channels=cfg.channels, difficulty=difficulty or "easy")
+    return make_dataset(name, root, split, **({"channels": cfg.channels} if name == "kitti" else {}))
 
 
 def run_info(extra) -> dict:
@@ -97,6 +96,7 @@ def _load_run(run_dir, device):
 
 
 def _new_run(args):
+    args.dataset = args.dataset or "synthetic"
     d = DEFAULTS[args.dataset]
     run = {k: getattr(args, k) if getattr(args, k, None) is not None else d.get(k)
            for k in ("preset", "optimizer", "lr", "batch_size", "epoch_steps", "threshold", "min_epochs",
@@ -126,6 +126,7 @@ def train(args) -> str:
     if args.resume:
         params, cfg, opt, run, state = _load_run(args.resume, device)
         out = args.resume
+        run["skip_nonfinite"] = run["skip_nonfinite"] or args.skip_nonfinite
         for flag in ("dataset", "preset"):
             given = getattr(args, flag)
             if given is not None and given not in (run[flag], DEFAULTS["synthetic"][flag] if flag == "dataset" else None):
@@ -224,7 +225,7 @@ def train(args) -> str:
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minihart.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=sorted(DEFAULTS), default="synthetic",
+    p.add_argument("--dataset", choices=sorted(DEFAULTS),
                    help="training data (default: synthetic, embedded, no download)")
     p.add_argument("--preset", help="model preset: synthetic, kth or kitti (default: the dataset's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],

@@ -1,0 +1,181 @@
+"""Smoke tests of the commands a user types: train, evaluate, track (tiny sizes, CPU)."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minihart import evaluate, track, train
+from minihart.model import load
+
+TINY_RUN = ["--steps", "4", "--eval-every", "2", "--batch-size", "2", "--eval-sequences", "4",
+            "--no-final-eval", "--quiet"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rows(path):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run") / "r")
+    assert train.main(TINY_RUN + ["--out", out]) == 0
+    return out
+
+
+def test_train_writes_a_complete_run_folder(run_dir):
+    for name in ("config.json", "metrics.csv", "training.png", "last.npz", "best.npz"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    rows = _rows(os.path.join(run_dir, "metrics.csv"))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert all(0 <= float(r["test_iou"]) <= 1 and float(r["loss"]) > 0 for r in rows)
+    params, cfg, extra = load(os.path.join(run_dir, "last.npz"))
+    assert cfg.name == "synthetic" and "state" in extra and any(k.startswith("opt/") for k in extra)
+
+
+def test_evaluate_writes_results_plot_and_video(run_dir, capsys):
+    assert evaluate.main(["--run", run_dir, "--sequences", "4", "--seq-len", "6"]) == 0
+    out = os.path.join(run_dir, "eval")
+    for name in ("results.json", "evaluation.png", "tracking.gif"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    assert "average IoU over 6 steps" in capsys.readouterr().out
+
+
+def test_summarize_known_answer():
+    iou = np.array([[1.0, 0.5, 0.25], [1.0, 0.75, 0.0]])
+    scored = np.array([[0, 1, 1], [0, 1, 0]])
+    r = evaluate.summarize(iou, scored)
+    assert r["mean_iou"] == pytest.approx(0.5)
+    assert r["iou_per_step"] == pytest.approx([0.625, 0.25])
+    assert r["success"][0] == pytest.approx(1.0) and r["success"][-1] == 0.0
+
+
+def _otb_folder(tmp_path, n=6, H=60, W=80):
+    import imageio.v2 as imageio
+    from minihart.data.synthetic import sequence
+    frames, boxes = sequence((5, 1, 0), n, (H, W), 1)
+    (tmp_path / "seq" / "img").mkdir(parents=True)
+    for i, f in enumerate(frames):
+        imageio.imwrite(tmp_path / "seq" / "img" / f"{i + 1:04d}.jpg", (f[0] * 255).astype(np.uint8))
+    xywh = boxes[:, [1, 0, 3, 2]]
+    np.savetxt(tmp_path / "seq" / "groundtruth_rect.txt", xywh, fmt="%.2f", delimiter=",")
+    return str(tmp_path / "seq"), xywh
+
+
+def test_track_an_otb_folder_and_score_it(run_dir, tmp_path, capsys):
+    folder, xywh = _otb_folder(tmp_path)
+    out = str(tmp_path / "trk")
+    assert track.main(["--checkpoint", os.path.join(run_dir, "best.npz"), "--video", folder,
+                       "--out", out, "--gif"]) == 0
+    boxes = np.loadtxt(os.path.join(out, "boxes.txt"), delimiter=",")
+    assert boxes.shape == (6, 4)
+    np.testing.assert_allclose(boxes[0], xywh[0], atol=0.01)
+    assert os.path.isfile(os.path.join(out, "tracking.gif")) and os.path.isfile(os.path.join(out, "results.json"))
+    assert "average IoU" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--box", "10,10,0,5"], "h <= 0 or w <= 0"),
+    (["--box", "500,10,5,5"], "entirely outside"),
+    (["--box", "1,2,3"], "four numbers"),
+])
+def test_track_rejects_bad_boxes(run_dir, tmp_path, capsys, argv, message):
+    folder, _ = _otb_folder(tmp_path)
+    assert track.main(["--checkpoint", os.path.join(run_dir, "best.npz"), "--video", folder] + argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_track_rejects_unreadable_video_and_bad_checkpoints(run_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    ckpt = os.path.join(run_dir, "best.npz")
+    assert track.main(["--checkpoint", ckpt, "--video", str(bad), "--box", "1,1,4,4"]) == 2
+    assert "not a readable video" in capsys.readouterr().err
+    corrupt = tmp_path / "c.npz"
+    corrupt.write_bytes(b"PK\x03\x04 broken")
+    assert track.main(["--checkpoint", str(corrupt), "--video", str(bad), "--box", "1,1,4,4"]) == 2
+    assert "not a readable .npz" in capsys.readouterr().err
+    assert evaluate.main(["--checkpoint", str(tmp_path / "missing.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_bad_input_gives_messages_not_tracebacks(run_dir, tmp_path, capsys):
+    assert train.main(["--preset", "nope", "--out", str(tmp_path / "a")] + TINY_RUN) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert train.main(["--resume", run_dir, "--preset", "kth"] + TINY_RUN) == 2
+    assert "made with --preset synthetic" in capsys.readouterr().err
+    assert train.main(["--resume", str(tmp_path / "none")] + TINY_RUN) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--dataset", "mnist"])
+    assert "invalid choice: 'mnist'" in capsys.readouterr().err
+
+
+def test_device_gpu_without_gpu_is_a_clear_error(tmp_path, capsys):
+    from minihart.backend import gpu_available
+    if gpu_available():
+        pytest.skip("this machine has a GPU")
+    assert train.main(["--device", "gpu", "--out", str(tmp_path / "g")] + TINY_RUN) == 2
+    assert "device 'gpu' was requested but cannot be used" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", ["kth", "kitti"])
+def test_real_dataset_without_data_names_folder_script_and_alternative(tmp_path, capsys, dataset):
+    assert train.main(["--dataset", dataset, "--data-root", str(tmp_path / "none"),
+                       "--out", str(tmp_path / "x")] + TINY_RUN) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "none") in err and "data_scripts" in err and "--dataset synthetic" in err
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(run_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+    run = str(tmp_path / "nf")
+    shutil.copytree(run_dir, run)
+    before = open(os.path.join(run, "last.npz"), "rb").read()
+    real = train.forward
+
+    def poisoned(*a, **k):
+        out, cache = real(*a, **k)
+        out["loss"] = out["loss"] * np.float32("nan")
+        return out, cache
+    monkeypatch.setattr(train, "forward", poisoned)
+    assert train.main(["--resume", run, "--steps", "6", "--no-final-eval", "--quiet"]) == 2
+    assert "non-finite loss at step 5" in capsys.readouterr().err
+    assert open(os.path.join(run, "last.npz"), "rb").read() == before
+    assert train.main(["--resume", run, "--steps", "6", "--no-final-eval", "--quiet", "--skip-nonfinite"]) == 0
+    assert _rows(os.path.join(run, "metrics.csv"))[-1]["skipped"] == "2"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
+    args = [sys.executable, "-m", "minihart.train", "--steps", "12", "--eval-every", "2", "--batch-size", "2",
+            "--eval-sequences", "4", "--no-final-eval", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    subprocess.run(args + ["--out", full], check=True, env=env, cwd=ROOT, capture_output=True)
+    proc = subprocess.Popen(args + ["--out", killed], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = os.path.join(killed, "metrics.csv")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(metrics) and len(_rows(metrics)) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_rows = len(_rows(metrics))
+    assert 2 <= n_rows < 6
+    load(os.path.join(killed, "last.npz"))  # never half-written: it loads
+    subprocess.run(args[:3] + ["--resume", killed, "--steps", "12", "--no-final-eval", "--quiet"],
+                   check=True, env=env, cwd=ROOT, capture_output=True)
+    assert _rows(metrics) == _rows(os.path.join(full, "metrics.csv"))
+    a, _, _ = load(os.path.join(killed, "last.npz"))
+    b, _, _ = load(os.path.join(full, "last.npz"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
