@@ -30,14 +30,16 @@ def _data(rng, B=2, T=3, C=2, H=12, W=14):
     return frames, boxes, presence
 
 
-def test_end_to_end_gradient_check_float64(rng):
-    """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6."""
+def test_end_to_end_gradient_check_float64(xp, rng):
+    """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
+    Runs on NumPy and, on a GPU machine, on CuPy (the same model code)."""
     params = {k: v.astype(np.float64) for k, v in init_params(TINY, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
         if k.endswith(".b") or k in ("att2.W", "box2.W"):
             params[k] = params[k] + 0.1 * rng.standard_normal(params[k].shape)
-    frames, boxes, presence = _data(rng)
-    noise = sample_noise(TINY.__class__(**{**TINY.to_dict(), "zoneout": 0.3}), rng, 2, 3)
+    params = {k: xp.asarray(v) for k, v in params.items()}
+    frames, boxes, presence = (xp.asarray(a) for a in _data(rng))
+    noise = sample_noise(TINY.__class__(**{**TINY.to_dict(), "zoneout": 0.3}), rng, 2, 3, xp)
 
     def fwd(**p):
         out, cache = forward(p, TINY, frames, boxes, presence, noise)

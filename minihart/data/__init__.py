@@ -40,10 +40,9 @@ from pathlib import Path
 
 from minihart.data import kitti, kth, otb
 from minihart.data.batching import Curriculum, DatasetNotPrepared, TrackSet, WindowSet, pad_batch
-from minihart.data.synthetic import Synthetic
 
-__all__ = ["DATASETS", "Curriculum", "DatasetNotPrepared", "Synthetic", "TrackSet", "WindowSet",
-           "data_root", "make_dataset", "pad_batch"]
+__all__ = ["DATASETS", "Curriculum", "DatasetNotPrepared", "TrackSet", "WindowSet", "data_root",
+           "make_dataset", "pad_batch"]
 DATASETS = ("synthetic", "kth", "kitti", "otb")
 
 
@@ -54,7 +53,8 @@ def data_root(name, root=None):
 
 def make_dataset(name, root=None, split="train", **options):
     """The dataset ``name`` (see the module docstring for names, splits and options)."""
-    if name == "synthetic":
+    if name == "synthetic":  # imported here so that `python -m minihart.data.synthetic` runs cleanly
+        from minihart.data.synthetic import Synthetic  # noqa: PLC0415
         return Synthetic(split, **options)
     if name in ("kth", "kitti"):
         return {"kth": kth, "kitti": kitti}[name].load(data_root(name, root), split, **options)

@@ -116,6 +116,8 @@ class WindowSet:
         """``batch_size`` random windows of ``seq_len`` frames (without replacement when there
         are enough): ``frames (B, T, C, H, W), boxes (B, T, 4), presence (B, T)``."""
         n = self.num_windows(seq_len)
+        if n == 0:
+            raise ValueError(f"{self.name}: no windows of {seq_len} frames (too few labelled frames?)")
         return self.gather(rng.choice(n, batch_size, replace=n < batch_size), seq_len, rng)
 
     def batches(self, batch_size, seq_len, seed=None, epoch=0):
