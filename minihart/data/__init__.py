@@ -4,7 +4,8 @@
     boxes    (B, T, 4)       float32 [y, x, h, w] in pixels, (y, x) the top-left corner
     presence (B, T)          float32, 1 on labelled frames, 0 on padding / absent target
 
-Frame 0 of every sequence is labelled: the tracker starts from ``boxes[:, 0]``.
+Frame 0 of every sequence is labelled: the tracker starts from ``boxes[:, 0]``. Batches are
+NumPy arrays on the host; move them with :func:`minihart.backend.to_device`.
 
 API (what ``train``, ``evaluate`` and ``track`` call)::
 
@@ -53,7 +54,8 @@ def data_root(name, root=None):
 
 def make_dataset(name, root=None, split="train", **options):
     """The dataset ``name`` (see the module docstring for names, splits and options)."""
-    if name == "synthetic":  # imported here so that `python -m minihart.data.synthetic` runs cleanly
+    if name == "synthetic":
+        # imported here so that `python -m minihart.data.synthetic` runs without a warning
         from minihart.data.synthetic import Synthetic  # noqa: PLC0415
         return Synthetic(split, **options)
     if name in ("kth", "kitti"):

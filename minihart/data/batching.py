@@ -117,7 +117,7 @@ class WindowSet:
         are enough): ``frames (B, T, C, H, W), boxes (B, T, 4), presence (B, T)``."""
         n = self.num_windows(seq_len)
         if n == 0:
-            raise ValueError(f"{self.name}: no windows of {seq_len} frames (too few labelled frames?)")
+            raise ValueError(f"{self.name}: no window of {seq_len} frames (tracks too short?)")
         return self.gather(rng.choice(n, batch_size, replace=n < batch_size), seq_len, rng)
 
     def batches(self, batch_size, seq_len, seed=None, epoch=0):

@@ -300,9 +300,9 @@ def _draw_box(img, box, colour):
 
 
 def preview(folder, seq_len=32, every=8):
-    """Write ``synthetic.png`` (one row per flavour and level, every ``every``-th frame, KTH-like
-    ones magnified twice, the target's box in red) and ``synthetic.gif`` (the KTH-like levels playing, every second
-    frame) into ``folder``."""
+    """Write ``synthetic.png`` (a row per flavour and level: every ``every``-th frame, KTH-like
+    ones magnified twice, the target's box in red) and ``synthetic.gif`` (the KTH-like levels
+    side by side, every second frame) into ``folder``."""
     import imageio.v3 as iio  # noqa: PLC0415  (only needed for pictures)
     from PIL import Image  # noqa: PLC0415  (installed with imageio)
 
