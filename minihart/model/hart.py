@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minihart.backend import get_array_module
-from minihart.boxes import validate_boxes
+from minihart.boxes import iou, validate_boxes
 from minihart.model.config import Config
 from minihart.nn import losses as L
 from minihart.nn.activations import ACTIVATIONS, sigmoid
@@ -315,8 +315,8 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None):
     r_psi, _ = L.l2_forward([f for s in steps for f in s["filters"]])
     reg = cfg.l2 * (r_theta + r_psi / (B * T))
     lam = p["loss_v"] ** 2 + 1e-8
-    iou = L_iou(pred, safe) * pres
-    out = dict(loss=total + reg, pred=pred, att=att, iou=iou, presence=pres,
+    iou_values = iou(pred, safe) * pres  # a metric, no gradient
+    out = dict(loss=total + reg, pred=pred, att=att, iou=iou_values, presence=pres,
                glimpses=xp.stack([s["g"] for s in steps], axis=1), maps=sigmoid(logits),
                terms=dict(tracking=lt, attention=ls, appearance=la, l2=reg,
                           lambda_tracking=lam[0], lambda_attention=lam[1], lambda_appearance=lam[2]))
@@ -328,12 +328,6 @@ def is_weight(name: str) -> bool:
     biases, gains and loss weights do not (as the reference)."""
     last = name.split(".")[-1]
     return last.startswith("W") or last.endswith("_W")
-
-
-def L_iou(pred, target):
-    """Plain IoU values (no gradient), for metrics."""
-    from minihart.boxes import iou  # noqa: PLC0415
-    return iou(pred, target)
 
 
 def backward(cache) -> dict:
