@@ -51,18 +51,17 @@ def validate_boxes(boxes, name, image_hw=None):
         raise ValueError(f"validate_boxes: {name}{tuple(boxes.shape)} has {why} at index {idx}: "
                          f"{boxes[idx].tolist()}")
 
-    bad = ~xp.all(xp.isfinite(boxes), axis=-1)
-    if bool(xp.any(bad)):
-        fail(bad, "a non-finite value")
-    bad = (boxes[..., 2] <= 0) | (boxes[..., 3] <= 0)
-    if bool(xp.any(bad)):
-        fail(bad, "h <= 0 or w <= 0")
+    y, x, h, w = (boxes[..., k] for k in range(4))
+    checks = [(~xp.all(xp.isfinite(boxes), axis=-1), "a non-finite value"), ((h <= 0) | (w <= 0), "h <= 0 or w <= 0")]
     if image_hw is not None:
         H, W = image_hw
-        y, x, h, w = (boxes[..., k] for k in range(4))
-        bad = (y >= H) | (x >= W) | (y + h <= 0) | (x + w <= 0)
-        if bool(xp.any(bad)):
-            fail(bad, f"a box entirely outside the image (H, W) = {(H, W)}")
+        with np.errstate(invalid="ignore"):  # inf - inf: the finiteness check reports it first
+            checks.append(((y >= H) | (x >= W) | (y + h <= 0) | (x + w <= 0),
+                           f"a box entirely outside the image (H, W) = {(H, W)}"))
+    # one device-to-host transfer for all checks: on a GPU the only synchronisation of a step
+    for (bad, why), any_bad in zip(checks, asnumpy(xp.stack([xp.any(bad) for bad, _ in checks]))):
+        if any_bad:
+            fail(bad, why)
     return boxes
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from minihart.backend import array_module, asnumpy, resolve_device, to_device
 from minihart.data.batching import Curriculum, DatasetNotPrepared
-from minihart.model import backward, forward, init_params, load, preset, sample_noise, save
+from minihart.model import backward, count_params, forward, init_params, load, preset, sample_noise, save
 from minihart.model.params import atomic_savez  # noqa: F401  (re-exported for tests)
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 
@@ -174,6 +174,10 @@ def train(args) -> str:
         plot_history(state["history"], os.path.join(out, "training.png"))
         return row
 
+    if not args.quiet:
+        counts = count_params(params)
+        print(f"preset {cfg.name}: {counts.pop('total'):,} parameters ("
+              + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f"); run folder {out}")
     from tqdm import tqdm  # noqa: PLC0415
     bar = tqdm(total=steps, initial=state["step"], desc=f"train {run['dataset']}", unit="step",
                disable=args.quiet, dynamic_ncols=True)

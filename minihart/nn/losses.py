@@ -26,6 +26,7 @@ from minihart.backend import get_array_module
 from minihart.boxes import (_overlapping_pairs, area, intersection_backward, intersection_forward,
                             iou_backward, iou_forward)
 from minihart.gradcheck import register
+from minihart.nn import kernels
 from minihart.nn.activations import sigmoid
 
 
@@ -66,6 +67,9 @@ def tracking_loss_forward(pred, target, presence, eps=1e-4):
     """
     _check_boxes("tracking_loss_forward", pred=pred, target=target)
     w = _presence_weights(presence, pred.shape[:-1], pred.dtype, "tracking_loss_forward")
+    if kernels.enabled(get_array_module(pred)):  # on a GPU: IoU, -log and d/dpred in one kernel
+        loss, dpred = kernels.iou_nll(pred, target, w, eps)
+        return loss.sum(), ScaledCache(dpred, None)
     iou, icache = iou_forward(pred, target)
     nll, dnll = _neg_log_clip(iou, eps)
     return (nll * w).sum(), ScaledCache(dnll * w, icache)
@@ -73,6 +77,8 @@ def tracking_loss_forward(pred, target, presence, eps=1e-4):
 
 def tracking_loss_backward(dloss, cache: ScaledCache):
     """Returns ``dpred (B, T, 4)`` of :func:`tracking_loss_forward` (zero at absent steps)."""
+    if cache.cache is None:  # the fused kernel's gradient
+        return dloss * cache.dterm
     return iou_backward(dloss * cache.dterm, cache.cache)[0]
 
 
@@ -104,6 +110,9 @@ def attention_loss_forward(att, target, presence, image_hw, eps=1e-4):
     _check_boxes("attention_loss_forward", att=att, target=target)
     xp = get_array_module(att)
     w = _presence_weights(presence, att.shape[:-1], att.dtype, "attention_loss_forward")
+    if kernels.enabled(xp):  # on a GPU: both terms and d/datt in one kernel
+        loss, datt = kernels.attention_nll(att, target, w, eps, image_hw)
+        return loss.sum(), ScaledCache(datt, None)
     inter, icache = intersection_forward(att, target)
     target_area = area(target)
     target_area = xp.where(target_area > 0, target_area, 1)  # zero-size targets: cover = 0
@@ -117,6 +126,8 @@ def attention_loss_forward(att, target, presence, image_hw, eps=1e-4):
 
 def attention_loss_backward(dloss, cache: AttentionLossCache):
     """Returns ``datt (B, T, 4)`` of :func:`attention_loss_forward`."""
+    if isinstance(cache, ScaledCache):  # the fused kernel's gradient
+        return dloss * cache.dterm
     da_cover = intersection_backward(dloss * cache.dcover, cache.inter_cache)[0]
     da_frame = iou_backward(dloss * cache.dframe_iou, cache.iou_cache)[0]
     return da_cover + da_frame
