@@ -156,3 +156,8 @@ def test_bad_inputs_raise_value_error(rng):
         preset("nope")
     with pytest.raises(RuntimeError, match="init"):
         Tracker(params, TINY).step(frames[0, 0])
+
+
+def test_a_v1_that_does_not_fit_its_glimpse_is_named():
+    with pytest.raises(ValueError, match="does not fit its 27x27 input"):
+        init_params(preset("kth", glimpse_hw=(27, 27)), np.random.default_rng(0))

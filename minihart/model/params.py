@@ -22,12 +22,14 @@ def v1_shapes(cfg: Config):
     c, h, w = cfg.channels, *cfg.glimpse_hw
     out = []
     for spec in cfg.v1:
-        if spec[0] == "conv":
-            _, f, k, s, pad, _ = spec
+        if spec[0] in ("conv", "pool"):
+            k, s = spec[2:4] if spec[0] == "conv" else spec[1:3]
+            pad = spec[4] if spec[0] == "conv" else 0
             t, b, l, r = pad if isinstance(pad, tuple) else (pad,) * 4
-            c, h, w = f, (h + t + b - k) // s + 1, (w + l + r - k) // s + 1
-        elif spec[0] == "pool":
-            h, w = (h - spec[1]) // spec[2] + 1, (w - spec[1]) // spec[2] + 1
+            if (h + t + b - k) % s or (w + l + r - k) % s or h + t + b < k or w + l + r < k:
+                raise ValueError(f"preset {cfg.name!r}: V1 layer {spec} does not fit its {h}x{w} input "
+                                 f"(size {k}, stride {s}, padding {pad} must give an integer output size)")
+            c, h, w = (spec[1] if spec[0] == "conv" else c), (h + t + b - k) // s + 1, (w + l + r - k) // s + 1
         out.append((spec[0], (c, h, w)))
     return out, (c, h, w)
 

@@ -56,35 +56,45 @@ def _pad(x, pad, value):
     return out
 
 
-def im2col(x, kh, kw, stride=1, pad=0):
+def im2col(x, kh, kw, stride=1, pad=0, batch_inner=False):
     """Every ``kh x kw`` window of ``x`` as a column.
 
-    Args: x ``(N, C, H, W)``; kh, kw the window size; stride, pad integers.
+    Args: x ``(N, C, H, W)``; kh, kw the window size; stride, pad integers; batch_inner: the
+      layout of the result (below).
     Returns: cols ``(N, C, kh, kw, Ho, Wo)`` with
       ``cols[n, c, i, j, r, s] = xpad[n, c, r * stride + i, s * stride + j]``;
-      ``cols.reshape(N, C * kh * kw, Ho * Wo)`` is the matrix a convolution multiplies.
+      ``cols.reshape(N, C * kh * kw, Ho * Wo)`` is the matrix a convolution multiplies per
+      sample. With ``batch_inner`` the same entries laid out ``(C, kh, kw, N, Ho, Wo)``: then
+      ``cols.reshape(C * kh * kw, N * Ho * Wo)`` is one matrix for the whole batch.
     """
     ho, wo = _output_hw("im2col", x, kh, kw, stride, pad, "kernel", f"x{x.shape}")
     xpad = _pad(x, pad, 0)
-    cols = get_array_module(x).empty(x.shape[:2] + (kh, kw, ho, wo), dtype=x.dtype)
+    n, c = x.shape[:2]
+    if batch_inner:
+        cols = get_array_module(x).empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+        view = cols.transpose(3, 0, 1, 2, 4, 5)  # (N, C, kh, kw, Ho, Wo) view of the same memory
+    else:
+        cols = view = get_array_module(x).empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xpad[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
+            view[:, :, i, j] = xpad[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
     return cols
 
 
-def col2im(cols, x_shape, stride=1, pad=0):
+def col2im(cols, x_shape, stride=1, pad=0, batch_inner=False):
     """Adjoint of :func:`im2col`: add every column entry back onto the pixel it came from.
 
-    Args: cols ``(N, C, kh, kw, Ho, Wo)``; x_shape ``(N, C, H, W)``; stride, pad as in im2col.
+    Args: cols ``(N, C, kh, kw, Ho, Wo)``, or ``(C, kh, kw, N, Ho, Wo)`` with ``batch_inner``;
+      x_shape ``(N, C, H, W)``; stride, pad as in im2col.
     Returns: ``(N, C, H, W)``, the sum over all windows (the padding is cropped off).
     """
-    n, c, kh, kw, ho, wo = cols.shape
+    view = cols.transpose(3, 0, 1, 2, 4, 5) if batch_inner else cols
+    n, c, kh, kw, ho, wo = view.shape
     h, w = x_shape[2:]
     out = get_array_module(cols).zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            out[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] += cols[:, :, i, j]
+            out[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] += view[:, :, i, j]
     return out[:, :, pad:pad + h, pad:pad + w]
 
 
@@ -103,8 +113,10 @@ def conv2d_forward(x, w, b, stride=1, pad=0, groups=1):
     ``out[n, f] = b[f] + sum_{c in group(f), i, j} w[f, c, i, j] xpad[n, c, r s + i, q s + j]``.
     With ``groups = g`` the channels split into g consecutive blocks: filters
     ``f in [k F/g, (k+1) F/g)`` see only channels ``[k C/g, (k+1) C/g)`` (AlexNet's conv2,
-    conv4 and conv5 use g = 2). One batched matmul per call: ``(g, F/g, K) @ (N, g, K, L)``
-    with ``K = C/g kh kw``, ``L = Ho Wo``, in the dtype of the inputs.
+    conv4 and conv5 use g = 2). One matmul per group for the whole batch,
+    ``(F/g, K) @ (K, N L)`` with ``K = C/g kh kw``, ``L = Ho Wo`` (columns laid out batch
+    inner, so the backward's ``dw`` is one product too, not N products and a sum), in the
+    dtype of the inputs.
 
     Args: x ``(N, C, H, W)``; w ``(F, C // groups, kh, kw)``; b ``(F,)``; stride, pad, groups
       positive integers (pad >= 0) with ``groups`` dividing ``C`` and ``F``.
@@ -125,9 +137,11 @@ def conv2d_forward(x, w, b, stride=1, pad=0, groups=1):
     if b.shape != (f,):
         raise ValueError(f"conv2d_forward: b must be ({f},), one bias per filter ({shapes})")
     ho, wo = _output_hw("conv2d_forward", x, kh, kw, stride, pad, "w", shapes)
-    cols = im2col(x, kh, kw, stride, pad).reshape(n, groups, cg * kh * kw, ho * wo)
-    out = (w.reshape(groups, f // groups, cg * kh * kw) @ cols).reshape(n, f, ho, wo)
-    out += b.reshape(f, 1, 1)
+    cols = im2col(x, kh, kw, stride, pad, batch_inner=True).reshape(groups, cg * kh * kw, n * ho * wo)
+    prod = (w.reshape(groups, f // groups, cg * kh * kw) @ cols).reshape(f, n, ho, wo)
+    xp = get_array_module(x)
+    out = xp.empty((n, f, ho, wo), dtype=prod.dtype)
+    xp.add(prod.transpose(1, 0, 2, 3), b.reshape(f, 1, 1), out=out)  # back to (N, F, Ho, Wo)
     return out, ConvCache(x, w, stride, pad, groups)
 
 
@@ -140,11 +154,11 @@ def conv2d_backward(dout, cache: ConvCache):
     x, w, stride, pad, g = cache
     n, f, ho, wo = dout.shape
     _, cg, kh, kw = w.shape
-    cols = im2col(x, kh, kw, stride, pad).reshape(n, g, cg * kh * kw, ho * wo)
-    d = dout.reshape(n, g, f // g, ho * wo)
-    dw = (d @ cols.swapaxes(2, 3)).sum(axis=0).reshape(w.shape)
-    dcols = w.reshape(g, f // g, cg * kh * kw).swapaxes(1, 2) @ d  # (N, g, K, L)
-    dx = col2im(dcols.reshape(n, g * cg, kh, kw, ho, wo), x.shape, stride, pad)
+    cols = im2col(x, kh, kw, stride, pad, batch_inner=True).reshape(g, cg * kh * kw, n * ho * wo)
+    d = dout.transpose(1, 0, 2, 3).reshape(g, f // g, n * ho * wo)
+    dw = (d @ cols.swapaxes(1, 2)).reshape(w.shape)
+    dcols = w.reshape(g, f // g, cg * kh * kw).swapaxes(1, 2) @ d  # (g, K, N L)
+    dx = col2im(dcols.reshape(g * cg, kh, kw, n, ho, wo), x.shape, stride, pad, batch_inner=True)
     return dx, dw, dout.sum(axis=(0, 2, 3))
 
 
