@@ -1,0 +1,327 @@
+"""``python -m minihart.bench``: how fast is minihart, and how does it compare with PyTorch?
+
+For each preset: one training step (forward over B sequences of T frames, backward through
+time, RMSProp update), tracking inference in frames per second (one sequence, and B at once),
+the peak memory of a training step, and the achieved GFLOP/s against the matrix-multiply peak
+measured on the same machine. FLOPs are counted analytically (2 per multiply-add of every
+matrix product and convolution; the backward pass of a layer costs twice its forward, except
+the glimpse, whose image gradient is never needed) and printed.
+
+``--against torch`` builds the same model in PyTorch (:mod:`minihart.bench_torch`) with the
+same parameters, inputs and dropout/zoneout masks, first checks that outputs and gradients
+agree (float32, relative error below ``TOL``), then times both in the same process,
+interleaved (minihart, torch, minihart, ...), and reports medians and their ratio.
+Thread counts: NumPy's BLAS and PyTorch use the same number (``OMP_NUM_THREADS``, else all
+cores). ``--device gpu`` runs CuPy against PyTorch CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+from minihart.backend import array_module, asnumpy, to_device
+from minihart.gradcheck import rel_error
+from minihart.model import Tracker, backward, forward, init_params, preset, sample_noise
+from minihart.model.params import v1_shapes
+from minihart.optim import RMSProp
+
+PRESETS = ("synthetic", "kth", "kitti")
+TOL = 2e-3  # float32 agreement of minihart and PyTorch before the race
+PAUSE = 0.2  # s between timed runs: idle BLAS/OpenMP threads of one library stop spinning
+
+
+def frame_flops(cfg, image_hw):
+    """FLOPs of one frame of one sequence: ``dict(glimpse, glimpse_bwd, init, step)``;
+    ``init`` and ``step`` leave out the glimpse (appearance + LSTM, and the whole time step)."""
+    (H, W), (h, w), C = image_hw, cfg.glimpse_hw, cfg.channels
+    u, m = cfg.n_units, cfg.mask_features
+    v1 = 0
+    for spec, (_, (f, ho, wo)) in zip(cfg.v1, v1_shapes(cfg)[0]):
+        if spec[0] == "conv":
+            v1 += 2 * f * (C // spec[5]) * spec[2] ** 2 * ho * wo
+            C = f
+    cv, hv, wv = v1_shapes(cfg)[1]
+    n = hv * wv
+    init = v1 + 2 * cfg.ventral_maps * cv * n + 2 * (cfg.ventral_maps * n + 4) * u + 2 * 2 * u * 4 * u
+    dorsal, cin = 0, cv
+    for k, maps in cfg.dfn:  # filter MLP and the per-sample convolution
+        dorsal += 2 * u * (u + maps * cin * k * k + maps) + 2 * maps * cin * k * k * n
+        cin = maps
+    heads = 2 * cin * n + 2 * n * m + 2 * (u + m) * u + 2 * u * 4 + 2 * u * u + 2 * u * 4
+    c = cfg.channels
+    return dict(glimpse=2 * c * h * W * (H + w), glimpse_bwd=2 * c * h * W * (2 * w + H),
+                init=init, step=init + dorsal + heads)
+
+
+def model_flops(cfg, image_hw, B, T):
+    """``(train, track)``: FLOPs of a training step on (B, T) and of tracking one frame."""
+    f = frame_flops(cfg, image_hw)
+    train = B * ((T + 1) * (f["glimpse"] + f["glimpse_bwd"]) + 3 * (f["init"] + T * f["step"]))
+    return train, f["glimpse"] + f["step"]
+
+
+def machine(torch=None) -> dict:
+    """CPU name and the thread counts of the two libraries."""
+    name = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        from threadpoolctl import threadpool_info  # noqa: PLC0415  (optional, reporting only)
+        blas = {i["internal_api"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    except ImportError:
+        blas = {"blas (env)": os.environ.get("OMP_NUM_THREADS", os.cpu_count())}
+    return dict(cpu=name, cores=os.cpu_count(), numpy_blas_threads=blas,
+                torch_threads=None if torch is None else torch.get_num_threads())
+
+
+def matmul_peak(mul, make, sync, n, repeat=5):
+    """Best GFLOP/s of an n x n float32 matrix product (``make(n)`` builds an operand)."""
+    a, b = make(n), make(n)
+    mul(a, b)
+    best = float("inf")
+    for _ in range(repeat):
+        sync()
+        t = time.perf_counter()
+        mul(a, b)
+        sync()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def make_batch(cfg, B, T, seed=0):
+    """Random frames and a box drifting across them (contents do not change the timing)."""
+    rng = np.random.default_rng(seed)
+    H, W = cfg.image_hw
+    frames = rng.random((B, T, cfg.channels, H, W), dtype=np.float32)
+    t = np.arange(T, dtype=np.float32)[None, :, None]
+    boxes = np.broadcast_to(np.float32([0.3 * H, 0.3 * W, 0.3 * H, 0.2 * W]) + t * np.float32([1, 2, 0, 0]),
+                            (B, T, 4)).copy()
+    presence = np.ones((B, T), np.float32)
+    presence[0, -1] = 0  # one absent step exercises the masks
+    return frames, boxes, presence, sample_noise(cfg, rng, B, T)
+
+
+def _sync(xp):
+    """Waits for the device (CuPy's current stream); a no-op on NumPy."""
+    cp = xp
+    return (lambda: None) if xp is np else cp.cuda.get_current_stream().synchronize
+
+
+class Minihart:
+    """A training step and a tracker of minihart on ``xp``."""
+
+    def __init__(self, cfg, params, batch, xp):
+        self.cfg, self.xp = cfg, xp
+        self.p = to_device(params, "gpu" if xp is not np else "cpu")
+        self.data = [to_device(a, "gpu" if xp is not np else "cpu") for a in batch]
+        self.opt = RMSProp()
+        self.sync = _sync(xp)
+
+    def outputs(self):
+        out, cache = forward(self.p, self.cfg, *self.data)
+        return out, backward(cache)
+
+    def train_step(self):
+        out, cache = forward(self.p, self.cfg, *self.data)
+        self.opt.step(self.p, backward(cache))
+
+    def track(self, B, n):
+        frames, boxes = self.data[0][:B], self.data[1][:B]
+        tr = Tracker(self.p, self.cfg).init(frames[:, 0], boxes[:, 0])
+        for i in range(n):
+            tr.step(frames[:, 1 + i % (frames.shape[1] - 1)])
+
+
+class Torch:
+    """The same for :class:`minihart.bench_torch.TorchHART`."""
+
+    def __init__(self, cfg, params, batch, device):
+        import torch  # noqa: PLC0415
+        from minihart.bench_torch import TorchHART  # noqa: PLC0415
+        self.torch, self.dev = torch, device
+        self.model = TorchHART(params, cfg, device=device)
+        frames, boxes, presence, noise = batch
+        self.data = [torch.as_tensor(a, device=device) for a in (frames, boxes, presence)]
+        self.noise = [{k: torch.as_tensor(v, device=device) for k, v in d.items()} for d in noise]
+        self.opt = torch.optim.RMSprop(self.model.parameters(), lr=3.33e-5, alpha=0.9, momentum=0.9, eps=1e-10)
+        self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def outputs(self):
+        self.model.zero_grad()
+        out = self.model(*self.data, self.noise)
+        out["loss"].backward()
+        return out, self.model.grads()
+
+    def train_step(self):
+        self.opt.zero_grad()
+        self.model(*self.data, self.noise)["loss"].backward()
+        self.opt.step()
+
+    def track(self, B, n):
+        frames, boxes = self.data[0][:B], self.data[1][:B]
+        with self.torch.no_grad():
+            a, h, c = self.model.init(frames[:, 0], boxes[:, 0])
+            alpha = h
+            for i in range(n):
+                o = self.model.step(frames[:, 1 + i % (frames.shape[1] - 1)], a, h, c, alpha, None)
+                a, h, c, alpha = o["a_next"], o["h"], o["c"], o["h"]
+
+
+def agreement(mh, th) -> float:
+    """Largest relative error between minihart and PyTorch over loss, boxes and gradients."""
+    (out, grads), (tout, tgrads) = mh.outputs(), th.outputs()
+    pairs = [(out["loss"], tout["loss"]), (out["pred"], tout["pred"])]
+    pairs += [(grads[k], tgrads[k]) for k in grads]
+    return max(rel_error(asnumpy(a), b.detach().cpu().numpy()) for a, b in pairs)
+
+
+def timed(fn, sync):
+    sync()
+    t = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t
+
+
+def race(fns, repeat, pause):
+    """Median seconds of each callable, run interleaved ``repeat`` times after one warm-up."""
+    times = [[] for _ in fns]
+    for r in range(repeat + 1):
+        for ts, (fn, sync) in zip(times, fns):
+            dt = timed(fn, sync)
+            if r:
+                ts.append(dt)
+            time.sleep(pause)
+    return [statistics.median(ts) for ts in times]
+
+
+def peak_memory(runner, xp):
+    """Bytes allocated at the peak of one training step (CuPy: the memory pool's high water)."""
+    if xp is np:
+        tracemalloc.start()
+        runner.train_step()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+    cp = xp
+    pool = cp.get_default_memory_pool()
+    runner.sync()
+    pool.free_all_blocks()
+    runner.train_step()
+    runner.sync()
+    return pool.total_bytes()
+
+
+def bench_preset(name, args, xp, torch_dev, peak):
+    cfg = preset(name)
+    B, T = args.batch, args.steps
+    batch = make_batch(cfg, B, T)
+    params = init_params(cfg, np.random.default_rng(0))
+    mh = Minihart(cfg, params, batch, xp)
+    train_flops, track_flops = model_flops(cfg, cfg.image_hw, B, T)
+    n = 2 if args.tiny else 2 * T
+    runs = [(mh.train_step, mh.sync), (lambda: mh.track(1, n), mh.sync), (lambda: mh.track(B, n), mh.sync)]
+    res = dict(preset=name, batch=B, steps=T, image_hw=list(cfg.image_hw), train_gflop=train_flops / 1e9,
+               track_gflop_per_frame=track_flops / 1e9)
+    if torch_dev:  # compared before any update changes the parameters
+        th = Torch(cfg, params, batch, torch_dev)
+        res["max_rel_error_vs_torch"] = err = agreement(mh, th)
+        if not err < TOL:
+            raise RuntimeError(f"{name}: minihart and PyTorch disagree (max rel. error {err:.2e} >= {TOL}); "
+                               "no race")
+        runs += [(th.train_step, th.sync), (lambda: th.track(1, n), th.sync), (lambda: th.track(B, n), th.sync)]
+        if torch_dev == "cuda":
+            th.torch.cuda.reset_peak_memory_stats()
+            th.train_step()
+            res["torch_peak_mib"] = th.torch.cuda.max_memory_allocated() / 2 ** 20
+    mh.train_step()  # the optimiser's state exists before the peak is measured
+    res["peak_mib"] = peak_memory(mh, xp) / 2 ** 20
+    times = race(runs, args.repeat, 0.0 if args.tiny else PAUSE)
+    for lib, (train, t1, tb) in zip(("minihart", "torch"), (times[:3], times[3:])):
+        res[lib] = dict(train_ms=1e3 * train, gflops=train_flops / train / 1e9,
+                        track_fps_1=n / t1, track_fps_batch=B * n / tb)
+    res["minihart"]["peak_fraction"] = res["minihart"]["gflops"] / peak
+    if torch_dev:
+        res["ratio_train"] = res["minihart"]["train_ms"] / res["torch"]["train_ms"]
+    return res
+
+
+def table(results, peak):
+    head = (f"{'preset':10} {'B x T':>7} {'GFLOP':>7} {'train ms':>9} {'torch ms':>9} {'ratio':>6} "
+            f"{'GFLOP/s':>8} {'% peak':>6} {'peak MiB':>9} {'fps 1':>8} {'torch':>8} {'fps B':>8} {'torch':>8}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        m, t = r["minihart"], r.get("torch", {})
+        f = lambda d, k, fmt: format(d[k], fmt) if k in d else "-"  # noqa: E731
+        lines.append(f"{r['preset']:10} {r['batch']:>3} x {r['steps']:<3} {r['train_gflop']:7.1f} "
+                     f"{m['train_ms']:9.1f} {f(t, 'train_ms', '9.1f'):>9} {f(r, 'ratio_train', '6.2f'):>6} "
+                     f"{m['gflops']:8.1f} {100 * m['peak_fraction']:6.0f} {r['peak_mib']:9.1f} "
+                     f"{m['track_fps_1']:8.0f} {f(t, 'track_fps_1', '8.0f'):>8} "
+                     f"{m['track_fps_batch']:8.0f} {f(t, 'track_fps_batch', '8.0f'):>8}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m minihart.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS, help="presets to time")
+    ap.add_argument("--batch", type=int, default=10, help="sequences per training step and batched tracking")
+    ap.add_argument("--steps", type=int, default=10, help="frames per sequence T")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs of each measurement (median)")
+    ap.add_argument("--against", choices=["torch"], help="also time the same model in PyTorch")
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="NumPy vs PyTorch CPU, or CuPy vs CUDA")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--tiny", action="store_true", help="tiny sizes, one repeat: checks that the command works")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.batch, args.steps, args.repeat = 2, 2, 1
+    xp = array_module(args.device)
+    torch = None
+    if args.against:
+        try:
+            import torch  # noqa: PLC0415
+        except ImportError:
+            raise SystemExit("--against torch needs PyTorch: pip install torch") from None
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
+    torch_dev = args.against and ("cuda" if args.device == "gpu" else "cpu")
+    n = 256 if args.tiny else 2048
+    if xp is np:
+        peak = matmul_peak(np.matmul, lambda k: np.ones((k, k), np.float32), lambda: None, n)
+        info = dict(machine(torch), device="cpu")
+    else:
+        cp = xp  # CuPy
+        peak = matmul_peak(cp.matmul, lambda k: cp.ones((k, k), np.float32), _sync(cp), 4 * n)
+        info = dict(machine(torch), device=cp.cuda.runtime.getDeviceProperties(0)["name"].decode())
+    if torch is not None:
+        dev = "cuda" if xp is not np else "cpu"
+        info["torch_matmul_gflops"] = matmul_peak(
+            torch.matmul, lambda k: torch.ones((k, k), device=dev), torch.cuda.synchronize if dev == "cuda"
+            else (lambda: None), n if xp is np else 4 * n)
+    info["matmul_gflops"] = peak
+    results = [bench_preset(name, args, xp, torch_dev, peak) for name in args.presets]
+    print(f"{info['device']} ({info['cpu']}, {info['cores']} cores; BLAS threads {info['numpy_blas_threads']}, "
+          f"torch threads {info['torch_threads']}); float32 matmul peak {peak:.0f} GFLOP/s"
+          + (f" (torch {info['torch_matmul_gflops']:.0f})" if "torch_matmul_gflops" in info else ""))
+    print(table(results, peak))
+    print("train: forward + backward through time + RMSProp, medians of interleaved runs; fps 1: one "
+          "sequence, fps B: frames/s summed over B sequences; GFLOP counted analytically.")
+    for r in results:
+        if "max_rel_error_vs_torch" in r:
+            print(f"{r['preset']}: minihart vs PyTorch, loss/boxes/gradients agree to {r['max_rel_error_vs_torch']:.1e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=info, results=results), f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()

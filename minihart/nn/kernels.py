@@ -1,0 +1,184 @@
+"""Fused CuPy kernels: one GPU launch where the plain array code launches several.
+
+On a GPU every array operation is a kernel launch, and a small model like HART spends its
+time launching, not computing. Each function here computes in *one* CuPy
+``ElementwiseKernel`` exactly what a few lines of the plain path compute, and the op that owns
+those lines calls it when :func:`enabled` (CuPy arrays and ``MINIHART_FUSED`` not ``0``):
+
+==============================  ==========================================================
+``elu``, ``elu_backward``        :mod:`minihart.nn.activations` (and ``relu_backward``,
+``sigmoid``, ...                 ``sigmoid_backward``, ``tanh_backward``)
+``lstm_gates``, ``lstm_gates_backward``  the element-wise part of :mod:`minihart.nn.lstm`, eq. (5),
+                                 zoneout included (the matrix products stay cuBLAS calls)
+``iou_nll``, ``attention_nll``   the per-step tracking (10) and attention (11) losses of
+                                 :mod:`minihart.nn.losses` *and their gradients* in one pass
+==============================  ==========================================================
+
+The plain path is the twin: ``tests/test_kernels.py`` runs every op both ways on a GPU
+(:func:`plain` switches the kernels off) and compares. Subgradients follow
+:mod:`minihart.boxes` (ties go to the first box, zero where a clip is active).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import numpy as np
+
+_ON = [os.environ.get("MINIHART_FUSED", "1") != "0"]
+
+PREAMBLE = r"""
+template <typename T> __device__ T sigm(T x) {  // stable logistic, as activations.sigmoid
+  T z = exp(-fabs(x));
+  return x >= 0 ? 1 / (1 + z) : z / (1 + z);
+}
+template <typename T> __device__ T overlap(const T* a, const T* b, T* g) {
+  // |a n b| of boxes [y, x, h, w]; g = d|a n b| / da (ties to a, 0 where closed)
+  T side[2]; bool first[2], last[2], open[2];
+  for (int k = 0; k < 2; ++k) {
+    T ea = a[k] + a[k + 2], eb = b[k] + b[k + 2];
+    first[k] = a[k] >= b[k];
+    last[k] = ea <= eb;
+    T raw = (last[k] ? ea : eb) - (first[k] ? a[k] : b[k]);
+    open[k] = raw > 0;
+    side[k] = open[k] ? raw : (T)0;
+  }
+  for (int k = 0; k < 2; ++k) {
+    T ds = open[k] ? side[1 - k] : (T)0;
+    g[k] = (last[k] ? ds : (T)0) - (first[k] ? ds : (T)0);
+    g[k + 2] = last[k] ? ds : (T)0;
+  }
+  return side[0] * side[1];
+}
+template <typename T> __device__ T iou(const T* a, const T* b, T* g) {
+  // IoU and g = dIoU / da (union <= 0: IoU 0, no gradient)
+  T gi[4];
+  T inter = overlap(a, b, gi);
+  T u = a[2] * a[3] + b[2] * b[3] - inter;
+  bool valid = u > 0;
+  u = valid ? u : (T)1;
+  T q = valid ? 1 / (u * u) : (T)0;
+  T dinter = q * (u + inter), darea = -q * inter;
+  for (int k = 0; k < 4; ++k) g[k] = dinter * gi[k];
+  g[2] += darea * a[3];
+  g[3] += darea * a[2];
+  return inter / u;
+}
+template <typename T> __device__ T neg_log_clip(T x, T eps, T* d) {
+  T c = min(max(x, eps), (T)1);
+  *d = (x > eps && x < 1) ? -1 / c : (T)0;
+  return -log(c);
+}
+"""
+
+_LOAD = "T A[4], B[4], g[4], d; for (int k = 0; k < 4; ++k) { A[k] = a[4 * i + k]; B[k] = b[4 * i + k]; }"
+
+SPECS = {  # name: (inputs, outputs, body)
+    "elu": ("T x, T alpha", "T y", "y = x > 0 ? x : alpha * (exp(x) - 1)"),
+    "elu_backward": ("T dout, T x, T alpha", "T dx", "dx = x > 0 ? dout : dout * (alpha * exp(x))"),
+    "relu_backward": ("T dout, T x", "T dx", "dx = x > 0 ? dout : (T)0"),
+    "sigmoid": ("T x", "T y", "y = sigm(x)"),
+    "sigmoid_backward": ("T dout, T y", "T dx", "dx = dout * y * (1 - y)"),
+    "tanh_backward": ("T dout, T y", "T dx", "dx = dout * (1 - y * y)"),
+    "lstm_gates": (
+        "raw T a, T c_prev, T h_prev, T m_h, T m_c, int32 H",
+        "T gi, T gf, T go, T gg, T tc, T h, T c", """
+        const ptrdiff_t r = (i / H) * 4 * H + i % H;
+        gi = sigm(a[r]); gf = sigm(a[r + H]); go = sigm(a[r + 2 * H]); gg = tanh(a[r + 3 * H]);
+        T c_new = gf * c_prev + gi * gg;
+        tc = tanh(c_new);
+        h = m_h * h_prev + (1 - m_h) * (go * tc);
+        c = m_c * c_prev + (1 - m_c) * c_new;"""),
+    "lstm_gates_backward": (
+        "T dh, T dc, T gi, T gf, T go, T gg, T tc, T c_prev, T m_h, T m_c, int32 H",
+        "raw T da, T dh_keep, T dc_prev", """
+        const ptrdiff_t r = (i / H) * 4 * H + i % H;
+        T dh_new = (1 - m_h) * dh;
+        T dc_new = (1 - m_c) * dc + dh_new * go * (1 - tc * tc);
+        da[r] = dc_new * gg * gi * (1 - gi);
+        da[r + H] = dc_new * c_prev * gf * (1 - gf);
+        da[r + 2 * H] = dh_new * tc * go * (1 - go);
+        da[r + 3 * H] = dc_new * gi * (1 - gg * gg);
+        dh_keep = m_h * dh;
+        dc_prev = m_c * dc + dc_new * gf;"""),
+    "iou_nll": ("raw T a, raw T b, T w, T eps", "T loss, raw T da", _LOAD + """
+        loss = w * neg_log_clip(iou(A, B, g), eps, &d);
+        for (int k = 0; k < 4; ++k) da[4 * i + k] = d * w * g[k];"""),
+    "attention_nll": ("raw T a, raw T b, T w, T eps, T H, T W", "T loss, raw T da", _LOAD + """
+        T frame[4] = {0, 0, H, W}, gf[4], ds;
+        T area = B[2] * B[3] > 0 ? B[2] * B[3] : (T)1;
+        T cover = neg_log_clip(overlap(A, B, g) / area, eps, &d);
+        T spill = neg_log_clip(1 - iou(A, frame, gf), eps, &ds);
+        loss = w * (cover + spill);
+        for (int k = 0; k < 4; ++k) da[4 * i + k] = w * (d / area * g[k] - ds * gf[k]);"""),
+}
+
+
+def enabled(xp) -> bool:
+    """True when ops should call the fused kernels: CuPy arrays and ``MINIHART_FUSED != 0``."""
+    return _ON[0] and xp is not np
+
+
+@contextlib.contextmanager
+def plain():
+    """Run the plain array code inside the block, also on CuPy (the tests' reference)."""
+    old, _ON[0] = _ON[0], False
+    try:
+        yield
+    finally:
+        _ON[0] = old
+
+
+@functools.cache
+def kernel(name):
+    """The compiled-on-first-use ``cupy.ElementwiseKernel`` of :data:`SPECS` ``name``."""
+    import cupy  # noqa: PLC0415  (only reached with CuPy arrays)
+    return cupy.ElementwiseKernel(*SPECS[name], name=f"minihart_{name}", preamble=PREAMBLE)
+
+
+def _t(like, v):
+    """A scalar in the dtype of ``like`` (the kernels' ``T``), arrays pass through."""
+    return v if hasattr(v, "shape") else like.dtype.type(v)
+
+
+def elu(x, alpha):
+    return kernel("elu")(x, _t(x, alpha))
+
+
+def elu_backward(dout, x, alpha):
+    return kernel("elu_backward")(dout, x, _t(dout, alpha))
+
+
+def lstm_gates(a, c_prev, h_prev, m_h, m_c):
+    """Gate activations, the new cell and the zoned-out state from ``a (B, 4H)``.
+    Returns ``(i, f, o, g, tanh(c_new), h, c)``, each ``(B, H)``."""
+    return kernel("lstm_gates")(a, c_prev, h_prev, _t(a, m_h), _t(a, m_c), np.int32(c_prev.shape[1]))
+
+
+def lstm_gates_backward(dh, dc, i, f, o, g, tc, c_prev, m_h, m_c):
+    """Returns ``(da (B, 4H), m_h * dh, dc_prev)`` (``dh_prev`` adds ``da @ Wh.T``)."""
+    import cupy  # noqa: PLC0415
+    B, H = dh.shape
+    da = cupy.empty((B, 4 * H), dh.dtype)
+    out = (da, cupy.empty_like(dh), cupy.empty_like(dh))
+    return kernel("lstm_gates_backward")(dh, dc, i, f, o, g, tc, c_prev, _t(dh, m_h), _t(dh, m_c),
+                                         np.int32(H), *out)
+
+
+def _box_loss(name, a, b, w, *scalars):
+    import cupy  # noqa: PLC0415
+    da = cupy.empty(a.shape, a.dtype)
+    loss = cupy.empty(w.shape, a.dtype)
+    return kernel(name)(a, b, w, *(_t(a, s) for s in scalars), loss, da)
+
+
+def iou_nll(pred, target, w, eps):
+    """``w * -log(clip(IoU(pred, target), eps, 1))`` per box ``(...)`` and its gradient
+    ``d/dpred (..., 4)``: the tracking loss, eq. (10), before the sum."""
+    return _box_loss("iou_nll", pred, target, w, eps)
+
+
+def attention_nll(att, target, w, eps, image_hw):
+    """The attention loss of eq. (11) per box ``(...)`` and its gradient ``d/datt (..., 4)``."""
+    return _box_loss("attention_nll", att, target, w, eps, *image_hw)

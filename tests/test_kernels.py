@@ -1,0 +1,140 @@
+"""Fused CuPy kernels against their plain twins (the same op with ``kernels.plain()``).
+
+The comparisons need a GPU (marker ``gpu``); on the CPU we check the switch and that every
+kernel's CUDA source compiles (with NVRTC, where its library can be loaded)."""
+import numpy as np
+import pytest
+
+from minihart.backend import gpu_available
+from minihart.boxes import _overlapping_pairs
+from minihart.gradcheck import rel_error
+from minihart.nn import activations as A
+from minihart.nn import kernels
+from minihart.nn.losses import (attention_loss_backward, attention_loss_forward, tracking_loss_backward,
+                                tracking_loss_forward)
+from minihart.nn.lstm import lstm_step_backward, lstm_step_forward, zoneout_masks
+
+
+@pytest.fixture(params=[pytest.param("cupy", marks=pytest.mark.gpu)])
+def cp():
+    if not gpu_available():
+        pytest.skip("CuPy with a CUDA GPU is not available")
+    import cupy
+    return cupy
+
+
+def both(fn):
+    """``(fused, plain)`` results of ``fn()``, each flattened to a list of arrays."""
+    def flat(out):
+        if isinstance(out, (tuple, list)):
+            return [a for o in out for a in flat(o)]
+        return [out] if hasattr(out, "shape") else []
+    fused = flat(fn())
+    with kernels.plain():
+        ref = flat(fn())
+    assert len(fused) == len(ref) > 0
+    return fused, ref
+
+
+def assert_twins(fn, tol):
+    fused, ref = both(fn)
+    for f, r in zip(fused, ref):
+        assert f.shape == r.shape and f.dtype == r.dtype
+        assert rel_error(f, r) < tol, rel_error(f, r)
+
+
+def test_switch_is_off_on_numpy_and_inside_plain():
+    assert not kernels.enabled(np)
+    with kernels.plain():
+        assert not kernels.enabled(object())
+    assert kernels.enabled(object()) == (kernels._ON[0])
+
+
+def test_kernel_sources_compile():
+    """Every body in a harness that declares its parameters as ElementwiseKernel does."""
+    pytest.importorskip("cupy")
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+        nvrtc.getVersion()
+    except Exception as exc:  # no NVRTC library on this machine
+        pytest.skip(f"NVRTC not loadable: {exc}")
+    src = kernels.PREAMBLE + "template <typename T> struct Raw { T* p; " \
+        "__device__ T& operator[](ptrdiff_t k) const { return p[k]; } };\n"
+    for name, (ins, outs, body) in kernels.SPECS.items():
+        args = []
+        for spec, out in [(p, False) for p in ins.split(",")] + [(p, True) for p in outs.split(",")]:
+            *kind, typ, var = spec.split()
+            typ = "int" if typ == "int32" else typ
+            args.append(f"Raw<{typ}> {var}" if kind else f"{typ}& {var}" if out else f"const {typ} {var}")
+        src += f"template <typename T> __device__ void {name}_({', '.join(args)}, ptrdiff_t i) {{ {body}; }}\n"
+        for t in ("float", "double"):
+            src += f"template __device__ void {name}_<{t}>({', '.join(args).replace('T', t)}, ptrdiff_t);\n"
+    prog = nvrtc.createProgram(src, "kernels.cu", (), ())
+    try:
+        nvrtc.compileProgram(prog, ("--std=c++14", "--gpu-architecture=compute_70"))
+    except Exception:
+        pytest.fail(nvrtc.getProgramLog(prog))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-13)])
+def test_activations(cp, rng, dtype, tol):
+    x = cp.asarray(rng.standard_normal((3, 5, 7)) * 3, dtype)
+    dout = cp.asarray(rng.standard_normal((3, 5, 7)), dtype)
+    for name in ("relu", "elu", "sigmoid", "tanh"):
+        fwd, bwd = A.ACTIVATIONS[name]
+        assert_twins(lambda: fwd(x)[0], tol)
+        assert_twins(lambda: bwd(dout, fwd(x)[1]), tol)
+    assert_twins(lambda: A.elu_backward(dout, A.elu_forward(x, 0.7)[1], 0.7), tol)
+
+
+@pytest.mark.parametrize("masks", [True, False])
+def test_lstm_step(cp, rng, masks):
+    B, D, H = 4, 5, 6
+    g = {k: cp.asarray(rng.standard_normal(s)) for k, s in
+         dict(x=(B, D), h=(B, H), c=(B, H), Wx=(D, 4 * H), Wh=(H, 4 * H), b=(4 * H,), dh=(B, H), dc=(B, H)).items()}
+    zh, zc = ((cp.asarray(zoneout_masks(rng, (B, H), 0.4), np.float64) for _ in range(2)) if masks
+              else (None, None))
+
+    def run():
+        (h, c), cache = lstm_step_forward(g["x"], g["h"], g["c"], g["Wx"], g["Wh"], g["b"], zh, zc, 0.3, 0.2)
+        return h, c, lstm_step_backward((g["dh"], g["dc"]), cache)
+    assert_twins(run, 1e-12)
+
+
+def _box_case(rng, cp, dtype):
+    a, b = _overlapping_pairs(rng, (3, 4))
+    a[0, 0, :2] += 40  # disjoint: the clip is active, no gradient
+    a[1, 1] = b[1, 1]  # identical: IoU 1, ties everywhere
+    a[2, 2, :2] = [-3.0, -2.0]  # partly outside the frame
+    presence = np.ones((3, 4))
+    presence[2, 3] = 0
+    return (cp.asarray(v, dtype) for v in (a, b, presence))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_iou_losses(cp, rng, dtype, tol):
+    a, b, presence = _box_case(rng, cp, dtype)
+
+    def tracking():
+        loss, cache = tracking_loss_forward(a, b, presence)
+        return loss, tracking_loss_backward(cp.asarray(0.7, dtype), cache)
+
+    def attention():
+        loss, cache = attention_loss_forward(a, b, presence, (15, 17))
+        return loss, attention_loss_backward(cp.asarray(0.7, dtype), cache)
+    assert_twins(tracking, tol)
+    assert_twins(attention, tol)
+
+
+def test_whole_model_fused_equals_plain(cp, rng):
+    from minihart.model import backward, forward, init_params, sample_noise
+    from test_bench import TINY, _inputs
+    params = {k: cp.asarray(v, np.float64) for k, v in init_params(TINY, rng).items()}
+    frames, boxes, presence = (cp.asarray(v) for v in _inputs(rng))
+    noise = [{k: cp.asarray(v, np.float64) for k, v in n.items()} for n in sample_noise(TINY, rng, 2, 3)]
+
+    def run():
+        out, cache = forward(params, TINY, frames, boxes, presence, noise)
+        grads = backward(cache)
+        return [out["loss"], out["pred"]] + [grads[k] for k in sorted(grads)]
+    assert_twins(run, 1e-11)
