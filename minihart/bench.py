@@ -11,8 +11,8 @@ the glimpse, whose image gradient is never needed) and printed.
 same parameters, inputs and dropout/zoneout masks, first checks that outputs and gradients
 agree (float32, relative error below ``TOL``), then times both in the same process,
 interleaved (minihart, torch, minihart, ...), and reports medians and their ratio.
-Thread counts: NumPy's BLAS and PyTorch use the same number (``OMP_NUM_THREADS``, else all
-cores). ``--device gpu`` runs CuPy against PyTorch CUDA.
+PyTorch gets as many threads as NumPy's BLAS (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
+else all cores). ``--device gpu`` runs CuPy against PyTorch CUDA.
 """
 from __future__ import annotations
 
@@ -67,20 +67,23 @@ def model_flops(cfg, image_hw, B, T):
     return train, f["glimpse"] + f["step"]
 
 
+def threads() -> int:
+    """NumPy's BLAS threads as set by the environment (all cores by default); torch gets as many."""
+    return int(os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or os.cpu_count())
+
+
 def machine(torch=None) -> dict:
     """CPU name and the thread counts of the two libraries."""
     name = platform.processor() or "unknown CPU"
-    try:
+    if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
     try:
         from threadpoolctl import threadpool_info  # noqa: PLC0415  (optional, reporting only)
-        blas = {i["internal_api"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        blas = sum(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
     except ImportError:
-        blas = {"blas (env)": os.environ.get("OMP_NUM_THREADS", os.cpu_count())}
-    return dict(cpu=name, cores=os.cpu_count(), numpy_blas_threads=blas,
+        blas = threads()
+    return dict(device="cpu", cpu=name, cores=os.cpu_count(), numpy_blas_threads=blas,
                 torch_threads=None if torch is None else torch.get_num_threads())
 
 
@@ -121,21 +124,18 @@ class Minihart:
     """A training step and a tracker of minihart on ``xp``."""
 
     def __init__(self, cfg, params, batch, xp):
-        self.cfg, self.xp = cfg, xp
-        self.p = to_device(params, "gpu" if xp is not np else "cpu")
-        self.data = [to_device(a, "gpu" if xp is not np else "cpu") for a in batch]
-        self.opt = RMSProp()
-        self.sync = _sync(xp)
+        device = "cpu" if xp is np else "gpu"
+        self.cfg, self.p, self.data = cfg, to_device(params, device), to_device(list(batch), device)
+        self.opt, self.sync = RMSProp(), _sync(xp)
 
     def outputs(self):
         out, cache = forward(self.p, self.cfg, *self.data)
         return out, backward(cache)
 
     def train_step(self):
-        out, cache = forward(self.p, self.cfg, *self.data)
-        self.opt.step(self.p, backward(cache))
+        self.opt.step(self.p, self.outputs()[1])
 
-    def track(self, B, n):
+    def track(self, B, n):  # Tracker.init steps on the first frame too
         frames, boxes = self.data[0][:B], self.data[1][:B]
         tr = Tracker(self.p, self.cfg).init(frames[:, 0], boxes[:, 0])
         for i in range(n):
@@ -148,23 +148,22 @@ class Torch:
     def __init__(self, cfg, params, batch, device):
         import torch  # noqa: PLC0415
         from minihart.bench_torch import TorchHART  # noqa: PLC0415
-        self.torch, self.dev = torch, device
-        self.model = TorchHART(params, cfg, device=device)
-        frames, boxes, presence, noise = batch
-        self.data = [torch.as_tensor(a, device=device) for a in (frames, boxes, presence)]
-        self.noise = [{k: torch.as_tensor(v, device=device) for k, v in d.items()} for d in noise]
+        self.torch, self.model = torch, TorchHART(params, cfg, device=device)
+        self.data = [torch.as_tensor(a, device=device) for a in batch[:3]]
+        self.noise = [{k: torch.as_tensor(v, device=device) for k, v in d.items()} for d in batch[3]]
         self.opt = torch.optim.RMSprop(self.model.parameters(), lr=3.33e-5, alpha=0.9, momentum=0.9, eps=1e-10)
         self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        # float32 on both sides: no TF32 in cuDNN/cuBLAS (CuPy does not use it either)
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 
     def outputs(self):
-        self.model.zero_grad()
+        self.opt.zero_grad()
         out = self.model(*self.data, self.noise)
         out["loss"].backward()
         return out, self.model.grads()
 
     def train_step(self):
-        self.opt.zero_grad()
-        self.model(*self.data, self.noise)["loss"].backward()
+        self.outputs()
         self.opt.step()
 
     def track(self, B, n):
@@ -172,37 +171,31 @@ class Torch:
         with self.torch.no_grad():
             a, h, c = self.model.init(frames[:, 0], boxes[:, 0])
             alpha = h
-            for i in range(n):
-                o = self.model.step(frames[:, 1 + i % (frames.shape[1] - 1)], a, h, c, alpha, None)
+            for t in [0] + [1 + i % (frames.shape[1] - 1) for i in range(n)]:
+                o = self.model.step(frames[:, t], a, h, c, alpha, None)
                 a, h, c, alpha = o["a_next"], o["h"], o["c"], o["h"]
 
 
 def agreement(mh, th) -> float:
     """Largest relative error between minihart and PyTorch over loss, boxes and gradients."""
     (out, grads), (tout, tgrads) = mh.outputs(), th.outputs()
-    pairs = [(out["loss"], tout["loss"]), (out["pred"], tout["pred"])]
-    pairs += [(grads[k], tgrads[k]) for k in grads]
+    pairs = [(out["loss"], tout["loss"]), (out["pred"], tout["pred"])] + [(grads[k], tgrads[k]) for k in grads]
     return max(rel_error(asnumpy(a), b.detach().cpu().numpy()) for a, b in pairs)
 
 
-def timed(fn, sync):
-    sync()
-    t = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - t
-
-
 def race(fns, repeat, pause):
-    """Median seconds of each callable, run interleaved ``repeat`` times after one warm-up."""
+    """Seconds of each ``(callable, sync)``, run interleaved ``repeat`` times after a warm-up."""
     times = [[] for _ in fns]
     for r in range(repeat + 1):
         for ts, (fn, sync) in zip(times, fns):
-            dt = timed(fn, sync)
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
             if r:
-                ts.append(dt)
+                ts.append(time.perf_counter() - t)
             time.sleep(pause)
-    return [statistics.median(ts) for ts in times]
+    return times
 
 
 def peak_memory(runner, xp):
@@ -222,7 +215,9 @@ def peak_memory(runner, xp):
     return pool.total_bytes()
 
 
-def bench_preset(name, args, xp, torch_dev, peak):
+def bench_preset(name, args, xp, torch_dev, matmul):
+    """Every measurement of one preset; ``matmul = (n, fn)`` times an n x n product in the same race,
+    so the peak is measured under the same conditions as the model."""
     cfg = preset(name)
     B, T = args.batch, args.steps
     batch = make_batch(cfg, B, T)
@@ -246,28 +241,33 @@ def bench_preset(name, args, xp, torch_dev, peak):
             res["torch_peak_mib"] = th.torch.cuda.max_memory_allocated() / 2 ** 20
     mh.train_step()  # the optimiser's state exists before the peak is measured
     res["peak_mib"] = peak_memory(mh, xp) / 2 ** 20
-    times = race(runs, args.repeat, 0.0 if args.tiny else PAUSE)
+    times = race([(matmul[1], mh.sync)] + runs, args.repeat, 0.0 if args.tiny else PAUSE)
+    res["matmul_gflops"] = peak = 2 * matmul[0] ** 3 / min(times[0]) / 1e9  # best run: the peak
+    times = [statistics.median(ts) for ts in times[1:]]
     for lib, (train, t1, tb) in zip(("minihart", "torch"), (times[:3], times[3:])):
         res[lib] = dict(train_ms=1e3 * train, gflops=train_flops / train / 1e9,
                         track_fps_1=n / t1, track_fps_batch=B * n / tb)
-    res["minihart"]["peak_fraction"] = res["minihart"]["gflops"] / peak
+    res["minihart"]["peak_percent"] = 100 * res["minihart"]["gflops"] / peak
     if torch_dev:
         res["ratio_train"] = res["minihart"]["train_ms"] / res["torch"]["train_ms"]
     return res
 
 
-def table(results, peak):
-    head = (f"{'preset':10} {'B x T':>7} {'GFLOP':>7} {'train ms':>9} {'torch ms':>9} {'ratio':>6} "
-            f"{'GFLOP/s':>8} {'% peak':>6} {'peak MiB':>9} {'fps 1':>8} {'torch':>8} {'fps B':>8} {'torch':>8}")
-    lines = [head, "-" * len(head)]
+COLUMNS = (("train ms", "minihart", "train_ms", ".1f"), ("torch ms", "torch", "train_ms", ".1f"),
+           ("ratio", None, "ratio_train", ".2f"), ("GFLOP/s", "minihart", "gflops", ".1f"),
+           ("peak", None, "matmul_gflops", ".0f"), ("% peak", "minihart", "peak_percent", ".0f"),
+           ("peak MiB", None, "peak_mib", ".0f"),
+           ("fps 1", "minihart", "track_fps_1", ".0f"), ("torch", "torch", "track_fps_1", ".0f"),
+           ("fps B", "minihart", "track_fps_batch", ".0f"), ("torch", "torch", "track_fps_batch", ".0f"))
+
+
+def table(results):
+    """The results as a text table, one row per preset."""
+    lines = [f"{'preset':10} {'B x T':>7} {'GFLOP':>7}" + "".join(f"{c[0]:>10}" for c in COLUMNS)]
     for r in results:
-        m, t = r["minihart"], r.get("torch", {})
-        f = lambda d, k, fmt: format(d[k], fmt) if k in d else "-"  # noqa: E731
-        lines.append(f"{r['preset']:10} {r['batch']:>3} x {r['steps']:<3} {r['train_gflop']:7.1f} "
-                     f"{m['train_ms']:9.1f} {f(t, 'train_ms', '9.1f'):>9} {f(r, 'ratio_train', '6.2f'):>6} "
-                     f"{m['gflops']:8.1f} {100 * m['peak_fraction']:6.0f} {r['peak_mib']:9.1f} "
-                     f"{m['track_fps_1']:8.0f} {f(t, 'track_fps_1', '8.0f'):>8} "
-                     f"{m['track_fps_batch']:8.0f} {f(t, 'track_fps_batch', '8.0f'):>8}")
+        cells = [r.get(lib, {}) .get(key) if lib else r.get(key) for _, lib, key, _ in COLUMNS]
+        lines.append(f"{r['preset']:10} {r['batch']:>3} x {r['steps']:<3} {r['train_gflop']:7.1f}" + "".join(
+            f"{'-' if v is None else format(v, c[3]):>10}" for v, c in zip(cells, COLUMNS)))
     return "\n".join(lines)
 
 
@@ -284,39 +284,39 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.tiny:
         args.batch, args.steps, args.repeat = 2, 2, 1
-    xp = array_module(args.device)
-    torch = None
+    xp, torch = array_module(args.device), None
     if args.against:
         try:
             import torch  # noqa: PLC0415
         except ImportError:
             raise SystemExit("--against torch needs PyTorch: pip install torch") from None
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
-    torch_dev = args.against and ("cuda" if args.device == "gpu" else "cpu")
-    n = 256 if args.tiny else 2048
-    if xp is np:
-        peak = matmul_peak(np.matmul, lambda k: np.ones((k, k), np.float32), lambda: None, n)
-        info = dict(machine(torch), device="cpu")
-    else:
-        cp = xp  # CuPy
-        peak = matmul_peak(cp.matmul, lambda k: cp.ones((k, k), np.float32), _sync(cp), 4 * n)
-        info = dict(machine(torch), device=cp.cuda.runtime.getDeviceProperties(0)["name"].decode())
+        torch.set_num_threads(threads())
+    gpu = xp is not np
+    info = machine(torch)
+    n = (256 if args.tiny else 2048) * (4 if gpu else 1)
+    a = xp.ones((n, n), np.float32)
+    info["matmul_gflops"] = peak = matmul_peak(xp.matmul, lambda k: a, _sync(xp), n)
+    if gpu:
+        cp = xp
+        name = cp.cuda.runtime.getDeviceProperties(0)["name"]
+        info["device"] = name.decode() if isinstance(name, bytes) else name
     if torch is not None:
-        dev = "cuda" if xp is not np else "cpu"
-        info["torch_matmul_gflops"] = matmul_peak(
-            torch.matmul, lambda k: torch.ones((k, k), device=dev), torch.cuda.synchronize if dev == "cuda"
-            else (lambda: None), n if xp is np else 4 * n)
-    info["matmul_gflops"] = peak
-    results = [bench_preset(name, args, xp, torch_dev, peak) for name in args.presets]
-    print(f"{info['device']} ({info['cpu']}, {info['cores']} cores; BLAS threads {info['numpy_blas_threads']}, "
-          f"torch threads {info['torch_threads']}); float32 matmul peak {peak:.0f} GFLOP/s"
-          + (f" (torch {info['torch_matmul_gflops']:.0f})" if "torch_matmul_gflops" in info else ""))
-    print(table(results, peak))
-    print("train: forward + backward through time + RMSProp, medians of interleaved runs; fps 1: one "
-          "sequence, fps B: frames/s summed over B sequences; GFLOP counted analytically.")
+        dev = "cuda" if gpu else "cpu"
+        info["torch_matmul_gflops"] = matmul_peak(torch.matmul, lambda k: torch.ones((k, k), device=dev),
+                                                  torch.cuda.synchronize if gpu else (lambda: None), n)
+    results = [bench_preset(name, args, xp, args.against and ("cuda" if gpu else "cpu"), (n, lambda: a @ a))
+               for name in args.presets]
+    print(f"{info['device']}: {info['cpu']}, {info['cores']} cores, BLAS threads {info['numpy_blas_threads']}, "
+          f"torch threads {info['torch_threads']}; float32 matmul peak {peak:.0f} GFLOP/s (NumPy/CuPy)"
+          + (f", {info['torch_matmul_gflops']:.0f} (torch)" if torch is not None else ""))
+    print(table(results))
+    print("train: forward + backward through time + RMSProp update, median of interleaved runs; fps 1: one "
+          "sequence, fps B: frames/s over B sequences at once; GFLOP per training step, counted analytically; "
+          "peak: the best float32 matmul GFLOP/s among runs interleaved with this preset's.")
     for r in results:
         if "max_rel_error_vs_torch" in r:
-            print(f"{r['preset']}: minihart vs PyTorch, loss/boxes/gradients agree to {r['max_rel_error_vs_torch']:.1e}")
+            print(f"{r['preset']}: minihart and PyTorch agree to {r['max_rel_error_vs_torch']:.1e} "
+                  "(loss, boxes, every gradient; float32)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(machine=info, results=results), f, indent=1)

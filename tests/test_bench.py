@@ -80,6 +80,7 @@ def test_bench_runs_on_tiny_sizes_and_writes_json(tmp_path):
     assert saved["results"][0]["preset"] == "synthetic" and saved["machine"]["matmul_gflops"] > 0
     r = results[0]
     assert r["batch"] == 2 and r["steps"] == 2 and r["train_gflop"] > 0 and r["peak_mib"] > 0
+    assert r["matmul_gflops"] > 0 and 0 < r["minihart"]["peak_percent"]
     assert r["minihart"]["train_ms"] > 0 and r["minihart"]["track_fps_1"] > 0
     if against:
         assert r["max_rel_error_vs_torch"] < 1e-3 and r["ratio_train"] > 0

@@ -10,6 +10,8 @@ from minihart.boxes import _overlapping_pairs
 from minihart.gradcheck import rel_error
 from minihart.nn import activations as A
 from minihart.nn import kernels
+from minihart.nn.conv import col2im, conv2d_backward, conv2d_forward, im2col
+from minihart.nn.dfn import dynamic_conv_backward, dynamic_conv_forward
 from minihart.nn.losses import (attention_loss_backward, attention_loss_forward, tracking_loss_backward,
                                 tracking_loss_forward)
 from minihart.nn.lstm import lstm_step_backward, lstm_step_forward, zoneout_masks
@@ -99,6 +101,22 @@ def test_lstm_step(cp, rng, masks):
         (h, c), cache = lstm_step_forward(g["x"], g["h"], g["c"], g["Wx"], g["Wh"], g["b"], zh, zc, 0.3, 0.2)
         return h, c, lstm_step_backward((g["dh"], g["dc"]), cache)
     assert_twins(run, 1e-12)
+
+
+@pytest.mark.parametrize("k,stride,pad,groups", [(3, 1, 1, 1), (5, 2, 2, 2), (1, 1, 0, 1), (4, 3, 0, 1)])
+def test_im2col_col2im_and_conv(cp, rng, k, stride, pad, groups):
+    x = cp.asarray(rng.standard_normal((3, 4, 13, 7)))
+    w = cp.asarray(rng.standard_normal((6, 4 // groups, k, k)))
+    b = cp.asarray(rng.standard_normal(6))
+    for batch_inner in (False, True):
+        dcols = cp.asarray(rng.standard_normal(im2col(x, k, k, stride, pad, batch_inner).shape))
+        assert_twins(lambda: im2col(x, k, k, stride, pad, batch_inner), 1e-15)
+        assert_twins(lambda: col2im(dcols, x.shape, stride, pad, batch_inner), 1e-13)
+    dout = cp.asarray(rng.standard_normal(conv2d_forward(x, w, b, stride, pad, groups)[0].shape))
+    assert_twins(lambda: conv2d_backward(dout, conv2d_forward(x, w, b, stride, pad, groups)[1]), 1e-12)
+    wd, bd = cp.asarray(rng.standard_normal((3, 2, 4, 3, 3))), cp.asarray(rng.standard_normal((3, 2)))
+    dyn = cp.asarray(rng.standard_normal((3, 2, 13, 7)))
+    assert_twins(lambda: dynamic_conv_backward(dyn, dynamic_conv_forward(x, wd, bd, 1)[1]), 1e-12)
 
 
 def _box_case(rng, cp, dtype):

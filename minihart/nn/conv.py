@@ -23,6 +23,7 @@ import numpy as np
 
 from minihart.backend import get_array_module
 from minihart.gradcheck import register
+from minihart.nn import kernels
 
 
 def _is_int(v, low):
@@ -68,6 +69,8 @@ def im2col(x, kh, kw, stride=1, pad=0, batch_inner=False):
       ``cols.reshape(C * kh * kw, N * Ho * Wo)`` is one matrix for the whole batch.
     """
     ho, wo = _output_hw("im2col", x, kh, kw, stride, pad, "kernel", f"x{x.shape}")
+    if kernels.enabled(get_array_module(x)):  # on a GPU: one fused kernel (minihart.nn.kernels)
+        return kernels.im2col(x, kh, kw, stride, pad, ho, wo, batch_inner)
     xpad = _pad(x, pad, 0)
     n, c = x.shape[:2]
     if batch_inner:
@@ -88,6 +91,8 @@ def col2im(cols, x_shape, stride=1, pad=0, batch_inner=False):
       x_shape ``(N, C, H, W)``; stride, pad as in im2col.
     Returns: ``(N, C, H, W)``, the sum over all windows (the padding is cropped off).
     """
+    if kernels.enabled(get_array_module(cols)):
+        return kernels.col2im(cols, x_shape, stride, pad, batch_inner)
     view = cols.transpose(3, 0, 1, 2, 4, 5) if batch_inner else cols
     n, c, kh, kw, ho, wo = view.shape
     h, w = x_shape[2:]
@@ -195,8 +200,7 @@ def maxpool2d_forward(x, size, stride, pad=0):
         if out is None:
             out = s.copy()
             continue
-        better = s > out  # strict: an equal later value does not take over
-        arg[better] = k
+        arg = xp.where(s > out, k, arg)  # strict: an equal later value does not take over
         out = xp.maximum(out, s)
     return out, PoolCache(x.shape, arg, size, stride, pad)
 

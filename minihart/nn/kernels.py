@@ -5,14 +5,14 @@ time launching, not computing. Each function here computes in *one* CuPy
 ``ElementwiseKernel`` exactly what a few lines of the plain path compute, and the op that owns
 those lines calls it when :func:`enabled` (CuPy arrays and ``MINIHART_FUSED`` not ``0``):
 
-==============================  ==========================================================
-``elu``, ``elu_backward``        :mod:`minihart.nn.activations` (and ``relu_backward``,
-``sigmoid``, ...                 ``sigmoid_backward``, ``tanh_backward``)
-``lstm_gates``, ``lstm_gates_backward``  the element-wise part of :mod:`minihart.nn.lstm`, eq. (5),
-                                 zoneout included (the matrix products stay cuBLAS calls)
-``iou_nll``, ``attention_nll``   the per-step tracking (10) and attention (11) losses of
-                                 :mod:`minihart.nn.losses` *and their gradients* in one pass
-==============================  ==========================================================
+* ``elu``, ``elu_backward``, ``sigmoid``, ``relu_backward``, ``sigmoid_backward``,
+  ``tanh_backward``: :mod:`minihart.nn.activations`;
+* ``lstm_gates``, ``lstm_gates_backward``: the element-wise part of :mod:`minihart.nn.lstm`,
+  eq. (5), zoneout included (the matrix products stay cuBLAS calls);
+* ``iou_nll``, ``attention_nll``: the per-step tracking (10) and attention (11) losses of
+  :mod:`minihart.nn.losses` *and their gradients* in one pass;
+* ``im2col``, ``col2im``: :mod:`minihart.nn.conv`, one launch instead of one per kernel offset
+  (121 for AlexNet's conv1); col2im gathers, so it needs no atomic adds.
 
 The plain path is the twin: ``tests/test_kernels.py`` runs every op both ways on a GPU
 (:func:`plain` switches the kernels off) and compares. Subgradients follow
@@ -112,6 +112,31 @@ SPECS = {  # name: (inputs, outputs, body)
         T spill = neg_log_clip(1 - iou(A, frame, gf), eps, &ds);
         loss = w * (cover + spill);
         for (int k = 0; k < 4; ++k) da[4 * i + k] = w * (d / area * g[k] - ds * gf[k]);"""),
+    "im2col": (  # one launch instead of kh * kw slice copies; zero padding read as 0
+        "raw T x, int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 ho, int32 wo, "
+        "int32 stride, int32 pad, bool bi", "T col", """
+        ptrdiff_t q = i / (ho * wo);  // index over (n, c, ki, kj) or, batch inner, (c, ki, kj, n)
+        int s = i % wo, r = i / wo % ho, n, c, ki, kj;
+        if (bi) { n = q % N; kj = q / N % kw; ki = q / N / kw % kh; c = q / N / kw / kh; }
+        else { kj = q % kw; ki = q / kw % kh; c = q / kw / kh % C; n = q / kw / kh / C; }
+        int y = r * stride + ki - pad, xx = s * stride + kj - pad;
+        col = (y >= 0 && y < H && xx >= 0 && xx < W) ? x[((ptrdiff_t)(n * C + c) * H + y) * W + xx] : (T)0;"""),
+    "col2im": (  # gather: each pixel sums the column entries it feeds, in im2col's offset order
+        "raw T col, int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 ho, int32 wo, "
+        "int32 stride, int32 pad, bool bi", "T img", """
+        int xx = i % W + pad, y = i / W % H + pad, c = i / W / H % C, n = i / W / H / C;
+        T sum = 0;
+        for (int ki = 0; ki < kh; ++ki) {
+          int ry = y - ki, r = ry / stride;
+          if (ry < 0 || ry % stride || r >= ho) continue;
+          for (int kj = 0; kj < kw; ++kj) {
+            int rx = xx - kj, s = rx / stride;
+            if (rx < 0 || rx % stride || s >= wo) continue;
+            ptrdiff_t q = bi ? (((ptrdiff_t)c * kh + ki) * kw + kj) * N + n : (((ptrdiff_t)n * C + c) * kh + ki) * kw + kj;
+            sum += col[(q * ho + r) * wo + s];
+          }
+        }
+        img = sum;"""),
 }
 
 
@@ -164,6 +189,25 @@ def lstm_gates_backward(dh, dc, i, f, o, g, tc, c_prev, m_h, m_c):
     out = (da, cupy.empty_like(dh), cupy.empty_like(dh))
     return kernel("lstm_gates_backward")(dh, dc, i, f, o, g, tc, c_prev, _t(dh, m_h), _t(dh, m_c),
                                          np.int32(H), *out)
+
+
+def im2col(x, kh, kw, stride, pad, ho, wo, batch_inner):
+    """:func:`minihart.nn.conv.im2col` in one kernel (the sizes already checked there)."""
+    import cupy  # noqa: PLC0415
+    N, C, H, W = x.shape
+    col = cupy.empty((C, kh, kw, N, ho, wo) if batch_inner else (N, C, kh, kw, ho, wo), x.dtype)
+    return kernel("im2col")(x, *(np.int32(v) for v in (N, C, H, W, kh, kw, ho, wo, stride, pad)),
+                            np.bool_(batch_inner), col)
+
+
+def col2im(cols, x_shape, stride, pad, batch_inner):
+    """:func:`minihart.nn.conv.col2im` in one kernel: ``(N, C, H, W)``."""
+    import cupy  # noqa: PLC0415
+    N, C, H, W = x_shape
+    kh, kw, ho, wo = (cols.shape[1:3] if batch_inner else cols.shape[2:4]) + cols.shape[4:]
+    img = cupy.empty(tuple(x_shape), cols.dtype)
+    return kernel("col2im")(cols, *(np.int32(v) for v in (N, C, H, W, kh, kw, ho, wo, stride, pad)),
+                            np.bool_(batch_inner), img)
 
 
 def _box_loss(name, a, b, w, *scalars):
