@@ -144,11 +144,8 @@ def register(name: str):
 
 def load_all_cases() -> dict:
     """Import every module that registers cases and return the registry."""
-    import minihart.nn  # noqa: F401,PLC0415  (modules register on import)
-    try:
-        import minihart.model  # noqa: F401,PLC0415
-    except ImportError:
-        pass
+    import minihart.boxes  # noqa: F401,PLC0415  (modules register on import)
+    import minihart.nn  # noqa: F401,PLC0415
     return CASES
 
 
