@@ -26,7 +26,7 @@ import tracemalloc
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, to_device
+from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
 from minihart.gradcheck import rel_error
 from minihart.model import Tracker, backward, forward, init_params, preset, sample_noise
 from minihart.model.params import v1_shapes
@@ -244,7 +244,7 @@ def bench_preset(name, args, xp, torch_dev, matmul):
     times = race([(matmul[1], mh.sync)] + runs, args.repeat, 0.0 if args.tiny else PAUSE)
     res["matmul_gflops"] = peak = 2 * matmul[0] ** 3 / min(times[0]) / 1e9  # best run: the peak
     times = [statistics.median(ts) for ts in times[1:]]
-    for lib, (train, t1, tb) in zip(("minihart", "torch"), (times[:3], times[3:])):
+    for lib, (train, t1, tb) in zip(("minihart", "torch"), (times[:3], times[3:]) if torch_dev else (times,)):
         res[lib] = dict(train_ms=1e3 * train, gflops=train_flops / train / 1e9,
                         track_fps_1=n / t1, track_fps_batch=B * n / tb)
     res["minihart"]["peak_percent"] = 100 * res["minihart"]["gflops"] / peak
@@ -282,6 +282,7 @@ def main(argv=None):
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--tiny", action="store_true", help="tiny sizes, one repeat: checks that the command works")
     args = ap.parse_args(argv)
+    keep_freed_memory()
     if args.tiny:
         args.batch, args.steps, args.repeat = 2, 2, 1
     xp, torch = array_module(args.device), None

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, to_device
+from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
 from minihart.model import forward, load
 from minihart.viz import plot_evaluation, tracking_frame, write_video
 
@@ -91,6 +91,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     p.add_argument("--out", help="output folder (default: RUNDIR/eval or next to the checkpoint)")
     args = p.parse_args(argv)
+    keep_freed_memory()
     from minihart.train import open_dataset, run_info  # noqa: PLC0415
     try:
         xp = array_module(args.device)

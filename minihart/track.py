@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, to_device
+from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
 from minihart.boxes import from_xywh, iou, to_xywh, validate_boxes
 from minihart.data.batching import to_float_frames
 from minihart.model import Tracker, load
@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     p.add_argument("--gif", action="store_true", help="write tracking.gif instead of tracking.mp4")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     args = p.parse_args(argv)
+    keep_freed_memory()
     try:
         xp = array_module(args.device)
         params, cfg, _ = load(args.checkpoint)

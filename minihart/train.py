@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, resolve_device, to_device
+from minihart.backend import array_module, asnumpy, keep_freed_memory, resolve_device, to_device
 from minihart.data.batching import Curriculum, DatasetNotPrepared
 from minihart.model import backward, count_params, forward, init_params, load, preset, sample_noise, save
 from minihart.model.params import atomic_savez  # noqa: F401  (re-exported for tests)
@@ -261,6 +261,7 @@ def build_parser():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         out = train(args)
         if not args.no_final_eval:

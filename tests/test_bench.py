@@ -67,13 +67,10 @@ def test_flop_count_by_hand():
     assert 1.5e9 < model_flops(preset("kitti"), (187, 621), 1, 1)[0] < 4e9
 
 
-def test_bench_runs_on_tiny_sizes_and_writes_json(tmp_path):
-    against = []
-    try:
-        import torch  # noqa: F401
-        against = ["--against", "torch"]
-    except ImportError:
-        pass
+@pytest.mark.parametrize("against", [[], ["--against", "torch"]], ids=["alone", "vs-torch"])
+def test_bench_runs_on_tiny_sizes_and_writes_json(tmp_path, against):
+    if against:
+        pytest.importorskip("torch")
     path = tmp_path / "bench.json"
     results = main(["--tiny", "--presets", "synthetic", "--json", str(path), *against])
     saved = json.loads(path.read_text())
@@ -82,5 +79,6 @@ def test_bench_runs_on_tiny_sizes_and_writes_json(tmp_path):
     assert r["batch"] == 2 and r["steps"] == 2 and r["train_gflop"] > 0 and r["peak_mib"] > 0
     assert r["matmul_gflops"] > 0 and 0 < r["minihart"]["peak_percent"]
     assert r["minihart"]["train_ms"] > 0 and r["minihart"]["track_fps_1"] > 0
+    assert ("torch" in r) == bool(against)
     if against:
         assert r["max_rel_error_vs_torch"] < 1e-3 and r["ratio_train"] > 0

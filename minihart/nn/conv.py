@@ -259,7 +259,8 @@ def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
         raise ValueError(f"lrn_forward: x must be (N, C, ...), size a positive integer and k > 0, "
                          f"got x{x.shape}, size={size!r}, k={k!r}")
     s = k + (alpha / size) * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
-    s_pow = s ** -beta
+    xp = get_array_module(x)
+    s_pow = xp.exp(-beta * xp.log(s))  # s ** -beta, but float32 pow is 2x slower than exp and log
     return x * s_pow, LRNCache(x, s, s_pow, size, alpha, beta)
 
 
