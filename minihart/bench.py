@@ -56,7 +56,7 @@ def frame_flops(cfg, image_hw):
         cin = maps
     heads = 2 * cin * n + 2 * n * m + 2 * (u + m) * u + 2 * u * 4 + 2 * u * u + 2 * u * 4
     c = cfg.channels
-    return dict(glimpse=2 * c * h * W * (H + w), glimpse_bwd=2 * c * h * W * (2 * w + H),
+    return dict(glimpse=2 * c * H * w * (W + h), glimpse_bwd=2 * c * H * w * (W + 2 * h),
                 init=init, step=init + dorsal + heads)
 
 

@@ -56,7 +56,9 @@ def test_flop_count_by_hand():
     """synthetic preset, one frame: the conv layers and the glimpse counted by hand."""
     cfg = preset("synthetic")
     f = frame_flops(cfg, (60, 80))
-    assert f["glimpse"] == 2 * 24 * 80 * (60 + 24)
+    # x A_x^T: (60, 80) @ (80, 24), then A_y (x A_x^T): (24, 60) @ (60, 24)
+    assert f["glimpse"] == 2 * 60 * 80 * 24 + 2 * 24 * 60 * 24
+    assert f["glimpse_bwd"] == 2 * 24 * 24 * 60 * 2 + 2 * 24 * 60 * 80  # dA_y, du; dA_x
     conv = 2 * 8 * 9 * 24 * 24 + 2 * 16 * 8 * 9 * 12 * 12
     lstm = 2 * 2 * 64 * 4 * 64
     assert f["init"] == conv + 2 * 5 * 16 * 144 + 2 * (5 * 144 + 4) * 64 + lstm
