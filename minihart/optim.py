@@ -13,11 +13,10 @@ from minihart.backend import get_array_module
 
 
 def global_norm(grads: dict) -> float:
-    """``sqrt(sum_k ||g_k||^2)`` over every gradient array."""
-    total = 0.0
-    for g in grads.values():
-        total += float(get_array_module(g).sum(g * g))
-    return math.sqrt(total)
+    """``sqrt(sum_k ||g_k||^2)`` over every gradient array (summed on the device: on a GPU
+    one transfer to the host, not one per array)."""
+    total = sum(get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads.values())
+    return math.sqrt(float(total))
 
 
 def clip_by_global_norm(grads: dict, max_norm: float) -> tuple[dict, float]:

@@ -68,6 +68,21 @@ def test_backward_returns_every_parameter_in_float32(rng):
     assert all(g.dtype == np.float32 and g.shape == params[k].shape for k, g in grads.items())
     assert out["loss"].dtype == np.float32 and np.isfinite(float(out["loss"]))
     assert out["pred"].shape == (2, 3, 4) and out["maps"].shape[:2] == (2, 3)
+    # no float64 creeps into the float32 path: every float array kept for backward is float32
+    kept = [a for a in _arrays(cache) if a.dtype.kind == "f"]
+    assert len(kept) > 50 and {a.dtype for a in kept} == {np.dtype(np.float32)}
+
+
+def _arrays(tree):
+    """Every ndarray inside nested tuples, lists and dicts."""
+    if isinstance(tree, np.ndarray):
+        yield tree
+    elif isinstance(tree, (tuple, list)):
+        for v in tree:
+            yield from _arrays(v)
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            yield from _arrays(v)
 
 
 @pytest.mark.slow
