@@ -8,7 +8,8 @@ state, are written atomically, and ``--resume RUNDIR`` continues the same run bi
 
 Defaults follow the paper (section 5): RMSProp with momentum 0.9, learning rate 3.33e-5 (KTH)
 and 3.33e-6 (KITTI), a curriculum from T = 5. The synthetic set, which must train in about ten
-minutes on a 2-core CPU, uses a larger learning rate.
+minutes on a 2-core CPU, uses a larger learning rate, 1e-4 (at 3e-4 the held-out IoU collapsed
+once the curriculum passed T = 17; at 1e-4 it stayed above 0.85 up to T = 25 in the same steps).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from minihart.model.params import atomic_savez  # noqa: F401  (re-exported for t
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 
 DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curriculum, budget
-    "synthetic": dict(preset="synthetic", optimizer="rmsprop", lr=3e-4, batch_size=16, minutes=10.0,
+    "synthetic": dict(preset="synthetic", optimizer="rmsprop", lr=1e-4, batch_size=16, minutes=10.0,
                       epoch_steps=50, threshold=0.6, min_epochs=1, max_len=30, eval_every=100),
     "kth": dict(preset="kth", optimizer="rmsprop", lr=3.33e-5, batch_size=16, minutes=None,
                 epoch_steps=None, threshold=0.7, min_epochs=13, max_len=30, eval_every=500),

@@ -97,7 +97,7 @@ def main(run_dir=None):
     print(f"exercise 2: {path}; last row: " + ", ".join(
         f"lambda_{t} {last['lambda_' + t]:.2f} vs 1/L {1 / last[t]:.2f}" for t in ("tracking", "attention", "appearance")))
     print("    Each lambda moves towards 1/L, slowly: RMSProp normalises the gradient of v, so v moves by")
-    print("    about the learning rate per step (3e-4 here, 3.33e-5 on KTH), and L itself keeps changing.")
+    print("    about the learning rate per step (1e-4 here, 3.33e-5 on KTH), and L itself keeps changing.")
 
     iou, scored = per_frame_iou(run_dir)
     success, auc = success_curve(iou, scored)
