@@ -29,6 +29,7 @@ import numpy as np
 from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
 from minihart.gradcheck import rel_error
 from minihart.model import Tracker, backward, forward, init_params, preset, sample_noise
+from minihart.model.hart import validate_inputs
 from minihart.model.params import v1_shapes
 from minihart.optim import RMSProp
 
@@ -125,11 +126,12 @@ class Minihart:
 
     def __init__(self, cfg, params, batch, xp):
         device = "cpu" if xp is np else "gpu"
+        validate_inputs(cfg, *batch[:3])  # once, on the host, as train does before each step
         self.cfg, self.p, self.data = cfg, to_device(params, device), to_device(list(batch), device)
         self.opt, self.sync = RMSProp(), _sync(xp)
 
-    def outputs(self):
-        out, cache = forward(self.p, self.cfg, *self.data)
+    def outputs(self):  # no read of the device inside: a GPU step is queued without waiting
+        out, cache = forward(self.p, self.cfg, *self.data, validate=False)
         return out, backward(cache)
 
     def train_step(self):

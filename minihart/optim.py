@@ -12,23 +12,26 @@ import math
 from minihart.backend import get_array_module
 
 
-def global_norm(grads: dict) -> float:
-    """``sqrt(sum_k ||g_k||^2)`` over every gradient array (summed on the device: on a GPU
-    one transfer to the host, not one per array)."""
+def global_norm(grads: dict):
+    """``sqrt(sum_k ||g_k||^2)`` over every gradient array, as a 0-d array on their device
+    (computed there: reading it with ``float`` is the caller's one transfer, when it wants one)."""
     total = sum(get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads.values())
-    return math.sqrt(float(total))
+    return get_array_module(*grads.values()).sqrt(total)
 
 
-def clip_by_global_norm(grads: dict, max_norm: float) -> tuple[dict, float]:
-    """Scale every gradient by ``min(1, max_norm / norm)``; returns ``(grads, norm)``.
+def clip_by_global_norm(grads: dict, max_norm: float):
+    """Scale every gradient by ``min(1, max_norm / norm)``; returns ``(grads, norm)``, norm a
+    0-d device array (see :func:`global_norm`).
 
-    A non-finite norm is returned unchanged so the caller can stop the step and say so.
+    The scale is computed on the device, so clipping never waits for it. A non-finite norm
+    leaves the gradients unscaled; the caller reads the norm and can stop the step and say so.
     """
     norm = global_norm(grads)
-    if max_norm and math.isfinite(norm) and norm > max_norm:
-        s = max_norm / norm
-        grads = {k: g * g.dtype.type(s) for k, g in grads.items()}
-    return grads, norm
+    if not max_norm:
+        return grads, norm
+    xp = get_array_module(norm)
+    s = xp.where(xp.isfinite(norm), max_norm / xp.maximum(norm, max_norm), 1.0)  # 1 when norm <= max_norm
+    return {k: g * s.astype(g.dtype) for k, g in grads.items()}, norm
 
 
 class Optimizer:

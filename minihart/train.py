@@ -27,6 +27,7 @@ import numpy as np
 from minihart.backend import array_module, asnumpy, keep_freed_memory, resolve_device, to_device
 from minihart.data.batching import Curriculum, DatasetNotPrepared
 from minihart.model import backward, count_params, forward, init_params, load, preset, sample_noise, save
+from minihart.model.hart import validate_inputs
 from minihart.model.params import atomic_savez  # noqa: F401  (re-exported for tests)
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 
@@ -188,10 +189,16 @@ def train(args) -> str:
     while (steps is None or state["step"] < steps) and (minutes is None or state["seconds"] < 60 * minutes):
         T = cur.seq_len
         frames, boxes, presence = train_set.batch(rng, B, T)
+        validate_inputs(cfg, frames, boxes, presence)  # on the host arrays: no device read
         noise = sample_noise(cfg, rng, len(frames), T, xp)
-        out_, cache = forward(params, cfg, xp.asarray(frames), xp.asarray(boxes), xp.asarray(presence), noise)
-        loss = float(out_["loss"])
+        out_, cache = forward(params, cfg, xp.asarray(frames), xp.asarray(boxes), xp.asarray(presence), noise,
+                              validate=False)
         grads, norm = clip_by_global_norm(backward(cache), run["clip"])
+        # the step's one device-to-host transfer: everything the loop reads, in one array
+        terms = out_["terms"]
+        read = asnumpy(xp.stack([out_["loss"], norm, out_["iou"].sum(), out_["presence"].sum()]
+                                + [terms[k] for k in terms]).astype(np.float64))
+        loss, norm, iou_sum, scored = (float(v) for v in read[:4])
         state["step"] += 1
         state["seconds"] = time.perf_counter() - t_start
         if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -204,10 +211,10 @@ def train(args) -> str:
             state["skipped"] += 1
         else:
             opt.step(params, grads)
-            scored = asnumpy(out_["presence"]).sum()
-            iou = float(asnumpy(out_["iou"]).sum() / max(scored, 1))
+            iou = iou_sum / max(scored, 1)
             acc = state["acc"]
-            for k, v in [("loss", loss), ("train_iou", iou)] + [(k, float(v)) for k, v in out_["terms"].items()]:
+            values = dict(zip(terms, read[4:].tolist()))
+            for k, v in [("loss", loss), ("train_iou", iou)] + list(values.items()):
                 acc[k] = acc.get(k, 0.0) + v
             acc["n"] = acc.get("n", 0) + 1
             ep = state["epoch"]
@@ -216,7 +223,7 @@ def train(args) -> str:
                 if cur.epoch_end(ep["iou"] / ep["count"]):
                     epoch_steps = run["epoch_steps"] or max(1, train_set.batches_per_epoch(B, cur.seq_len))
                 state["epoch"] = dict(n=0, iou=0.0, count=0)
-            bar.set_postfix(loss=f"{loss:.3f}", iou=f"{iou:.3f}", T=T, trk=f"{float(out_['terms']['tracking']):.2f}")
+            bar.set_postfix(loss=f"{loss:.3f}", iou=f"{iou:.3f}", T=T, trk=f"{values['tracking']:.2f}")
         bar.update(1)
         if state["step"] % eval_every == 0:
             row = checkpoint()

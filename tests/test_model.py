@@ -176,3 +176,69 @@ def test_bad_inputs_raise_value_error(rng):
 def test_a_v1_that_does_not_fit_its_glimpse_is_named():
     with pytest.raises(ValueError, match="does not fit its 27x27 input"):
         init_params(preset("kth", glimpse_hw=(27, 27)), np.random.default_rng(0))
+
+
+class _HostRead(AssertionError):
+    pass
+
+
+class _DeviceArray(np.ndarray):
+    """A NumPy array standing in for a GPU array: reading it on the host fails."""
+    def _read(self, *args, **kwargs):
+        raise _HostRead("the step read an array back to the host")
+    __bool__ = __float__ = __int__ = __index__ = item = tolist = tobytes = _read
+
+
+def _on_device(a):
+    if isinstance(a, tuple):
+        return tuple(_on_device(v) for v in a)
+    if isinstance(a, np.generic):  # NumPy's scalar results are 0-d arrays on CuPy
+        a = np.asarray(a)
+    return a.view(_DeviceArray) if type(a) is np.ndarray else a
+
+
+class _DeviceModule:
+    """numpy whose functions return :class:`_DeviceArray` (so new buffers are "on the device" too)."""
+    def __getattr__(self, name):
+        f = getattr(np, name)
+        if callable(f) and not isinstance(f, type):
+            return lambda *args, **kwargs: _on_device(f(*args, **kwargs))
+        return f
+
+
+def test_training_and_tracking_steps_never_wait_for_the_device(rng, monkeypatch):
+    """What makes a GPU step fast, checked on the CPU: forward (validate=False), backward,
+    clipping, the RMSProp update and a tracking step queue their work and never read an array
+    back (no ``float``/``bool``/``asnumpy`` of a device array: each would wait for the GPU).
+    Every minihart module sees a stand-in device whose arrays refuse to be read."""
+    import sys
+
+    from minihart.nn import kernels
+    from minihart.optim import RMSProp, clip_by_global_norm
+
+    params = init_params(TINY, rng)
+    frames, boxes, presence = (a.astype(np.float32) for a in _data(rng))
+    tracker = Tracker(params, TINY).init(frames[:, 0], boxes[:, 0])  # checks the box: reads once
+
+    def asnumpy(a):
+        if isinstance(a, _DeviceArray):
+            raise _HostRead("asnumpy of a device array inside the step")
+        return np.asarray(a)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("minihart"):
+            if hasattr(module, "get_array_module"):
+                monkeypatch.setattr(module, "get_array_module", lambda *a: _DeviceModule())
+            if hasattr(module, "asnumpy"):
+                monkeypatch.setattr(module, "asnumpy", asnumpy)
+    params = {k: _on_device(v) for k, v in params.items()}
+    frames, boxes, presence = _on_device((frames, boxes, presence))
+    noise = [{k: _on_device(v) for k, v in d.items()} for d in sample_noise(TINY, rng, 2, 3)]
+    with kernels.plain():  # the stand-in is not CuPy: no fused kernels
+        with pytest.raises(_HostRead):  # the trap works: the box check does read the device
+            forward(params, TINY, frames, boxes, presence, noise)
+        out, cache = forward(params, TINY, frames, boxes, presence, noise, validate=False)
+        grads, norm = clip_by_global_norm(backward(cache), 0.3)
+        RMSProp().step(params, grads)
+        assert all(isinstance(v, _DeviceArray) for v in [out["loss"], norm, *grads.values(), *params.values()])
+        tracker.p, tracker.state = params, _on_device(tracker.state)
+        assert isinstance(tracker.step(frames[:, 1]), _DeviceArray)

@@ -51,6 +51,20 @@ def test_clip_by_global_norm():
     assert global_norm(clipped) == pytest.approx(1.0)
     same, _ = clip_by_global_norm(grads, 10.0)
     assert same["a"][0] == 3.0
+    zero, norm = clip_by_global_norm({"a": np.zeros(3, np.float32)}, 1.0)  # no 0/0
+    assert norm == 0 and zero["a"].dtype == np.float32 and not zero["a"].any()
+    bad, norm = clip_by_global_norm({"a": np.array([np.inf, 1.0]), "b": np.array([2.0])}, 1.0)
+    assert not np.isfinite(norm) and bad["b"][0] == 2.0  # left for the caller to refuse
+
+
+def test_clip_stays_on_the_device(xp):
+    """The norm comes back as a 0-d array of the gradients' device, not a Python float: on a
+    GPU clipping queues its work without waiting (reading the norm is the caller's choice)."""
+    grads = {"a": xp.asarray([3.0, 0.0], dtype=np.float32), "b": xp.asarray([[4.0]], dtype=np.float32)}
+    clipped, norm = clip_by_global_norm(grads, 2.5)
+    assert type(norm).__module__.split(".")[0] == xp.__name__ and norm.shape == ()
+    assert clipped["a"].dtype == np.float32 and float(norm) == pytest.approx(5.0)
+    assert float(global_norm(clipped)) == pytest.approx(2.5)
 
 
 def test_bad_arguments():

@@ -231,7 +231,9 @@ def init_forward(p, cfg, frame0, box0):
     xp = get_array_module(frame0)
     B = frame0.shape[0]
     tb = xp.tanh(p["att_bias"])
-    a1 = box_to_attention(_initial_window(box0, cfg.init_window_scale), frame0.shape[2:]) + 0.25 * tb
+    # box0 was checked by the caller (validate_inputs, Tracker.init): no second device read here
+    a1 = box_to_attention(_initial_window(box0, cfg.init_window_scale), frame0.shape[2:], validate=False)
+    a1 = a1 + 0.25 * tb
     a1 = a1.astype(frame0.dtype)
     _, f, nu, app = _appearance_forward(p, cfg, frame0, a1, None)
     v, fc = _dense_forward(p, "feat", xp.concatenate([nu.reshape(B, -1), a1], axis=1), "elu")
@@ -276,17 +278,21 @@ def validate_inputs(cfg: Config, frames, boxes, presence):
     validate_boxes(boxes[:, 0], "boxes[:, 0] (the first frame's boxes)", frames.shape[3:])
 
 
-def forward(p, cfg: Config, frames, boxes, presence, noise=None):
+def forward(p, cfg: Config, frames, boxes, presence, noise=None, validate=True):
     """Run HART over ``frames (B, T, C, H, W)`` from the first boxes ``boxes[:, 0]``.
 
     Args: boxes ``(B, T, 4)`` pixels ``[y, x, h, w]`` (targets for t >= 2); presence ``(B, T)``
-      1 where the object is visible; noise from :func:`sample_noise` (training) or None.
+      1 where the object is visible; noise from :func:`sample_noise` (training) or None;
+      validate: False skips :func:`validate_inputs`, whose box check reads the device once.
+      On a GPU, check the host arrays before moving them (as ``train`` does) and pass False:
+      then forward and :func:`backward` never wait for the device.
     Returns ``out``: ``loss`` (0-d), ``terms`` (dict of 0-d arrays: tracking, attention,
     appearance, l2, and lambda_*), ``pred`` and ``att`` boxes ``(B, T, 4)`` in pixels, ``iou``
     ``(B, T)``, ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``; and a cache for
     :func:`backward`.
     """
-    validate_inputs(cfg, frames, boxes, presence)
+    if validate:
+        validate_inputs(cfg, frames, boxes, presence)
     xp = get_array_module(frames)
     B, T, _, H, W = frames.shape
     scale = xp.asarray([H, W, H, W], frames.dtype)

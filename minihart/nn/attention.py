@@ -51,9 +51,11 @@ def _scale(image_hw, like, fn):
     return get_array_module(like).asarray([H, W, H, W], dtype=like.dtype)
 
 
-def box_to_attention(box, image_hw):
-    """Pixel box(es) ``(..., 4)`` ``[y, x, h, w]`` -> attention ``[y/H, x/W, h/H, w/W]`` ``(..., 4)``."""
-    validate_boxes(box, "box")
+def box_to_attention(box, image_hw, validate=True):
+    """Pixel box(es) ``(..., 4)`` ``[y, x, h, w]`` -> attention ``[y/H, x/W, h/H, w/W]`` ``(..., 4)``.
+    validate=False skips the box check (one read of the device) for boxes checked before."""
+    if validate:
+        validate_boxes(box, "box")
     return box / _scale(image_hw, box, "box_to_attention")
 
 
