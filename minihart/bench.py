@@ -131,7 +131,7 @@ class Minihart:
         self.opt, self.sync = RMSProp(), _sync(xp)
 
     def outputs(self):  # no read of the device inside: a GPU step is queued without waiting
-        out, cache = forward(self.p, self.cfg, *self.data, validate=False)
+        out, cache = forward(self.p, self.cfg, *self.data, check_boxes=False)
         return out, backward(cache)
 
     def train_step(self):

@@ -27,7 +27,6 @@ import numpy as np
 from minihart.backend import array_module, asnumpy, keep_freed_memory, resolve_device, to_device
 from minihart.data.batching import Curriculum, DatasetNotPrepared
 from minihart.model import backward, count_params, forward, init_params, load, preset, sample_noise, save
-from minihart.model.hart import validate_inputs
 from minihart.model.params import atomic_savez  # noqa: F401  (re-exported for tests)
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 
@@ -188,11 +187,11 @@ def train(args) -> str:
     epoch_steps = run["epoch_steps"] or max(1, train_set.batches_per_epoch(B, cur.seq_len))
     while (steps is None or state["step"] < steps) and (minutes is None or state["seconds"] < 60 * minutes):
         T = cur.seq_len
-        frames, boxes, presence = train_set.batch(rng, B, T)
-        validate_inputs(cfg, frames, boxes, presence)  # on the host arrays: no device read
+        # made on the device (frames as stored, converted there; masks drawn there), the first
+        # boxes checked on the host: forward and backward never wait for the GPU
+        frames, boxes, presence = train_set.batch(rng, B, T, xp)
         noise = sample_noise(cfg, rng, len(frames), T, xp)
-        out_, cache = forward(params, cfg, xp.asarray(frames), xp.asarray(boxes), xp.asarray(presence), noise,
-                              validate=False)
+        out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
         grads, norm = clip_by_global_norm(backward(cache), run["clip"])
         # the step's one device-to-host transfer: everything the loop reads, in one array
         terms = out_["terms"]

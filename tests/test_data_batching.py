@@ -6,7 +6,7 @@ from minihart.data import Curriculum, DatasetNotPrepared, TrackSet, make_dataset
 from minihart.data.batching import augment, epoch_order, to_float_frames
 
 
-def _video(n, hw=(6, 10)):
+def _video(n, hw=(32, 10)):
     """uint8 frames whose pixel value is the frame index (to check which frames come back)."""
     return np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None], (n, *hw)).copy()
 
@@ -37,10 +37,10 @@ def test_windows_overlap_and_content():
     assert ts.windows(5) == [(0, 0, 5), (0, 3, 5), (0, 6, 5), (0, 9, 3)]
     assert ts.windows(None) == [(0, 0, 12)]
     frames, boxes, presence = ts.window(1, 5)
-    assert frames.shape == (5, 1, 6, 10) and frames.dtype == np.float32
+    assert frames.shape == (5, 1, 32, 10) and frames.dtype == np.float32
     np.testing.assert_allclose(frames[:, 0, 0, 0] * 255, np.arange(7, 12), atol=1e-4)
     np.testing.assert_array_equal(boxes[:, 0], np.arange(4, 9))
-    assert ts.image_hw == (6, 10) and ts.num_windows(5) == 4
+    assert ts.image_hw == (32, 10) and ts.num_windows(5) == 4
     f, b, p = ts.gather([3], 5)
     np.testing.assert_array_equal(p[0], [1, 1, 1, 0, 0])
     with pytest.raises(ValueError, match="overlap"):
@@ -71,6 +71,33 @@ def test_augment_mirror_and_reverse():
             np.testing.assert_array_equal(f, src_f)
         seen.add((rev, mir))
     assert len(seen) == 4
+
+
+def test_gather_moves_stored_frames_and_converts_them_on_the_device():
+    """A batch travels as uint8 (a quarter of float32) and becomes float32 on the device, equal
+    to converting every window first, augmented the same way (mirroring the stored width axis)."""
+    rng = np.random.default_rng(1)
+    video = rng.integers(0, 256, (20, 32, 10, 3), dtype=np.uint8)
+    ts = TrackSet("t", [video], [_track(0, 9), _track(10, 8)], channels=1, augment=True)
+
+    class Device:  # numpy, noting the dtype of everything moved onto it
+        moved = []
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def asarray(self, a, dtype=None):
+            self.moved.append(np.asarray(a).dtype)
+            return np.asarray(a, dtype)
+    for seed in range(6):  # each seed draws its own reversal / mirroring
+        frames, boxes, presence = ts.gather([0, 2, 3], 5, np.random.default_rng(seed), xp=Device())
+        assert Device.moved[-3:] == [np.uint8, np.float32, np.float32] and frames.dtype == np.float32
+        r = np.random.default_rng(seed)
+        items = [augment(*ts.window(i, 5), r) for i in (0, 2, 3)]  # float frames, width axis 3
+        for got, want in zip((frames, boxes, presence), pad_batch(items, 5)):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ValueError, match="the first boxes of a batch"):
+        TrackSet("t", [video], [(0, 0, np.float32([[40, 2, 3, 4]] * 3), np.ones(3))], channels=1).gather([0], 3)
 
 
 def test_batches_are_reproducible_and_cover_every_window():

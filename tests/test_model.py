@@ -178,6 +178,18 @@ def test_a_v1_that_does_not_fit_its_glimpse_is_named():
         init_params(preset("kth", glimpse_hw=(27, 27)), np.random.default_rng(0))
 
 
+def test_noise_is_drawn_on_the_device_reproducibly(xp):
+    """Masks come out on ``xp``'s device (CuPy draws them there from a seed taken from ``rng``),
+    equal for equal seeds, keeping units at the rates of the config."""
+    cfg = TINY.__class__(**{**TINY.to_dict(), "zoneout": 0.3, "dropout": 0.25})
+    a, b = (sample_noise(cfg, np.random.default_rng(5), 64, 3, xp) for _ in range(2))
+    for d, e in zip(a, b):
+        for k in ("drop", "zh", "zc"):
+            assert type(d[k]).__module__.split(".")[0] == xp.__name__ and d[k].dtype == np.float32
+            assert bool((d[k] == e[k]).all())
+        assert abs(float(d["drop"].mean()) - 0.75) < 0.05 and abs(float(d["zh"].mean()) - 0.3) < 0.06
+
+
 class _HostRead(AssertionError):
     pass
 
@@ -207,7 +219,7 @@ class _DeviceModule:
 
 
 def test_training_and_tracking_steps_never_wait_for_the_device(rng, monkeypatch):
-    """What makes a GPU step fast, checked on the CPU: forward (validate=False), backward,
+    """What makes a GPU step fast, checked on the CPU: forward (check_boxes=False), backward,
     clipping, the RMSProp update and a tracking step queue their work and never read an array
     back (no ``float``/``bool``/``asnumpy`` of a device array: each would wait for the GPU).
     Every minihart module sees a stand-in device whose arrays refuse to be read."""
@@ -236,7 +248,7 @@ def test_training_and_tracking_steps_never_wait_for_the_device(rng, monkeypatch)
     with kernels.plain():  # the stand-in is not CuPy: no fused kernels
         with pytest.raises(_HostRead):  # the trap works: the box check does read the device
             forward(params, TINY, frames, boxes, presence, noise)
-        out, cache = forward(params, TINY, frames, boxes, presence, noise, validate=False)
+        out, cache = forward(params, TINY, frames, boxes, presence, noise, check_boxes=False)
         grads, norm = clip_by_global_norm(backward(cache), 0.3)
         RMSProp().step(params, grads)
         assert all(isinstance(v, _DeviceArray) for v in [out["loss"], norm, *grads.values(), *params.values()])

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from minihart.backend import get_array_module
+from minihart.boxes import validate_boxes
+
 
 class DatasetNotPrepared(Exception):
     """A dataset's files are missing. The message names the folder, the ``data_scripts``
@@ -35,28 +38,31 @@ def parse_numbers(tokens, where):
 
 
 def to_float_frames(frames, channels):
-    """uint8 frames ``(L, H, W)`` or ``(L, H, W, 3)`` -> float32 ``(L, C, H, W)`` in ``[0, 1]``.
+    """uint8 frames ``(L, H, W)`` or ``(L, H, W, 3)`` -> float32 ``(L, C, H, W)`` in ``[0, 1]``,
+    on the device of ``frames`` (training moves the uint8 batch and converts it there).
 
     Colour becomes grey by the ITU-R 601 luma weights; grey becomes colour by repetition.
     """
-    x = np.asarray(frames, dtype=np.float32) * np.float32(1 / 255)
+    xp = get_array_module(frames)
+    x = xp.asarray(frames, dtype=xp.float32) * xp.float32(1 / 255)
     if x.ndim == 3:
         x = x[..., None]
     if x.shape[-1] == 3 and channels == 1:
-        x = x @ np.array([[0.299], [0.587], [0.114]], dtype=np.float32)
+        x = x @ xp.asarray([[0.299], [0.587], [0.114]], dtype=xp.float32)
     elif x.shape[-1] == 1 and channels == 3:
-        x = np.repeat(x, 3, axis=-1)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        x = xp.repeat(x, 3, axis=-1)
+    return xp.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def pad_batch(items, seq_len=None):
     """Stack windows of different lengths into one batch.
 
     Args:
-      items: list of ``(frames (L, C, H, W), boxes (L, 4), presence (L,))``, ``L >= 1``.
+      items: list of ``(frames (L, ...), boxes (L, 4), presence (L,))``, ``L >= 1``: frames
+        float ``(L, C, H, W)``, or as stored (uint8 ``(L, H, W[, 3])``, see ``WindowSet.gather``).
       seq_len: length ``T`` of the batch; default the longest window.
     Returns:
-      frames ``(B, T, C, H, W)`` float32, boxes ``(B, T, 4)`` float32, presence ``(B, T)``
+      frames ``(B, T, ...)`` (float frames as float32, uint8 kept), boxes ``(B, T, 4)`` float32, presence ``(B, T)``
       float32 (0 in the padding). Padding repeats the last frame and box, so every box stays
       valid (``h, w > 0``) for losses that are masked by ``presence`` afterwards.
     """
@@ -71,7 +77,8 @@ def pad_batch(items, seq_len=None):
         frames.append(f[keep])
         boxes.append(b[keep])
         presence.append(np.concatenate([p, np.zeros(T - L)]))
-    return (np.stack(frames).astype(np.float32, copy=False), np.stack(boxes).astype(np.float32),
+    frames = np.stack(frames)
+    return (frames if frames.dtype == np.uint8 else frames.astype(np.float32, copy=False), np.stack(boxes).astype(np.float32),
             np.stack(presence).astype(np.float32))
 
 
@@ -81,15 +88,16 @@ def epoch_order(n, seed, epoch):
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def augment(frames, boxes, presence, rng):
+def augment(frames, boxes, presence, rng, width_axis=3):
     """Training augmentation of the reference: time reversal and horizontal mirroring, each
-    with probability 1/2. frames ``(L, C, H, W)``, boxes ``(L, 4)``, presence ``(L,)``.
+    with probability 1/2. frames ``(L, C, H, W)`` (or stored ``(L, H, W[, 3])`` with
+    ``width_axis=2``), boxes ``(L, 4)``, presence ``(L,)``.
     A reversed window starts on its last labelled frame."""
     if rng.random() < 0.5:
         frames, boxes, presence = frames[::-1], boxes[::-1], presence[::-1]
     if rng.random() < 0.5:
-        W = frames.shape[-1]
-        frames = frames[..., ::-1]
+        W = frames.shape[width_axis]
+        frames = np.flip(frames, width_axis)
         boxes = boxes.copy()
         boxes[:, 1] = W - boxes[:, 1] - boxes[:, 3]
     return np.ascontiguousarray(frames), boxes, presence
@@ -104,30 +112,44 @@ class WindowSet:
     def __len__(self):
         return self.num_windows(None)
 
-    def gather(self, indices, seq_len, rng=None):
-        """The windows ``indices`` as a padded batch (augmented when ``self.augment`` and an
-        ``rng`` is given)."""
-        items = [self.window(int(i), seq_len) for i in indices]
-        if self.augment and rng is not None:
-            items = [augment(*item, rng) for item in items]
-        return pad_batch(items, seq_len)
+    width_axis = 3  # of the frames raw_window returns
 
-    def batch(self, rng, batch_size, seq_len):
+    def raw_window(self, i, seq_len):
+        """Window ``i`` with its frames as stored, for :meth:`frames_to` (default :meth:`window`)."""
+        return self.window(i, seq_len)
+
+    def frames_to(self, frames, xp):
+        """A padded batch of stored frames as float32 ``(B, T, C, H, W)`` on ``xp``'s device."""
+        return xp.asarray(frames, dtype=xp.float32)
+
+    def gather(self, indices, seq_len, rng=None, xp=np):
+        """The windows ``indices`` as a padded batch (augmented when ``self.augment`` and an
+        ``rng`` is given), on the device of ``xp``: the frames travel as stored (uint8 for
+        videos, a quarter of float32) and become float32 there. The first boxes are checked
+        on the host, so the model need not read them back (``forward(check_boxes=False)``)."""
+        items = [self.raw_window(int(i), seq_len) for i in indices]
+        if self.augment and rng is not None:
+            items = [augment(*item, rng, self.width_axis) for item in items]
+        frames, boxes, presence = pad_batch(items, seq_len)
+        validate_boxes(boxes[:, 0], f"{self.name}: the first boxes of a batch", self.image_hw)
+        return self.frames_to(frames, xp), xp.asarray(boxes), xp.asarray(presence)
+
+    def batch(self, rng, batch_size, seq_len, xp=np):
         """``batch_size`` random windows of ``seq_len`` frames (without replacement when there
-        are enough): ``frames (B, T, C, H, W), boxes (B, T, 4), presence (B, T)``."""
+        are enough): ``frames (B, T, C, H, W), boxes (B, T, 4), presence (B, T)`` on ``xp``."""
         n = self.num_windows(seq_len)
         if n == 0:
             raise ValueError(f"{self.name}: no window of {seq_len} frames (tracks too short?)")
-        return self.gather(rng.choice(n, batch_size, replace=n < batch_size), seq_len, rng)
+        return self.gather(rng.choice(n, batch_size, replace=n < batch_size), seq_len, rng, xp)
 
-    def batches(self, batch_size, seq_len, seed=None, epoch=0):
+    def batches(self, batch_size, seq_len, seed=None, epoch=0, xp=np):
         """Every window once, in batches (the last one may be smaller). ``seed=None``: in order,
         not augmented (evaluation); else shuffled by :func:`epoch_order` and augmented."""
         n = self.num_windows(seq_len)
         order = np.arange(n) if seed is None else epoch_order(n, seed, epoch)
         rng = None if seed is None else np.random.default_rng([seed, epoch, 1])
         for s in range(0, n, batch_size):
-            yield self.gather(order[s:s + batch_size], seq_len, rng)
+            yield self.gather(order[s:s + batch_size], seq_len, rng, xp)
 
     def batches_per_epoch(self, batch_size, seq_len):
         return -(-self.num_windows(seq_len) // batch_size)
@@ -176,11 +198,21 @@ class TrackSet(WindowSet):
     def num_windows(self, seq_len):
         return len(self.windows(seq_len))
 
-    def window(self, i, seq_len):
+    width_axis = 2  # stored frames (L, H, W) or (L, H, W, 3)
+
+    def raw_window(self, i, seq_len):
         k, s, L = self.windows(seq_len)[i]
         video, first, boxes, presence = self.tracks[k]
-        frames = to_float_frames(self.videos[video][first + s:first + s + L], self.channels)
-        return frames, boxes[s:s + L], presence[s:s + L]
+        return self.videos[video][first + s:first + s + L], boxes[s:s + L], presence[s:s + L]
+
+    def window(self, i, seq_len):
+        frames, boxes, presence = self.raw_window(i, seq_len)
+        return to_float_frames(frames, self.channels), boxes, presence
+
+    def frames_to(self, frames, xp):
+        B, T = frames.shape[:2]
+        x = to_float_frames(xp.asarray(frames).reshape(B * T, *frames.shape[2:]), self.channels)
+        return x.reshape(B, T, *x.shape[1:])
 
 
 class Curriculum:

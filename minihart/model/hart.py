@@ -256,16 +256,20 @@ def init_backward(da, dh, dc, cache, cfg, grads):
 
 def sample_noise(cfg: Config, rng: np.random.Generator, batch: int, steps: int, xp=np):
     """Training-mode randomness as explicit arrays (so gradient checks are deterministic):
-    per step a dropout keep-mask after V1 and zoneout keep-old masks for h and c."""
+    per step a dropout keep-mask after V1 and zoneout keep-old masks for h and c. On a GPU
+    they are drawn there, by a device generator seeded from ``rng`` (nothing to copy)."""
     from minihart.model.params import v1_shapes  # noqa: PLC0415
     _, fshape = v1_shapes(cfg)
+    if xp is not np:
+        rng = xp.random.default_rng(int(rng.integers(2 ** 63)))
     return [dict(drop=dropout_mask(rng, (batch, *fshape), cfg.dropout, xp),
                  zh=zoneout_masks(rng, (batch, cfg.n_units), cfg.zoneout, xp),
                  zc=zoneout_masks(rng, (batch, cfg.n_units), cfg.zoneout, xp)) for _ in range(steps)]
 
 
-def validate_inputs(cfg: Config, frames, boxes, presence):
-    """``ValueError`` naming the argument for inputs the model cannot use."""
+def validate_inputs(cfg: Config, frames, boxes, presence, check_boxes=True):
+    """``ValueError`` naming the argument for inputs the model cannot use: shapes, and with
+    ``check_boxes`` the first boxes' values (which reads them back from a GPU)."""
     if frames.ndim != 5 or frames.shape[2] != cfg.channels:
         raise ValueError(f"frames must be (B, T, C={cfg.channels}, H, W) for preset {cfg.name!r}, "
                          f"got {tuple(frames.shape)}")
@@ -275,24 +279,24 @@ def validate_inputs(cfg: Config, frames, boxes, presence):
                          f"got {tuple(boxes.shape)}")
     if tuple(presence.shape) != (B, T):
         raise ValueError(f"presence must be (B, T) = {(B, T)}, got {tuple(presence.shape)}")
-    validate_boxes(boxes[:, 0], "boxes[:, 0] (the first frame's boxes)", frames.shape[3:])
+    if check_boxes:
+        validate_boxes(boxes[:, 0], "boxes[:, 0] (the first frame's boxes)", frames.shape[3:])
 
 
-def forward(p, cfg: Config, frames, boxes, presence, noise=None, validate=True):
+def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=True):
     """Run HART over ``frames (B, T, C, H, W)`` from the first boxes ``boxes[:, 0]``.
 
     Args: boxes ``(B, T, 4)`` pixels ``[y, x, h, w]`` (targets for t >= 2); presence ``(B, T)``
       1 where the object is visible; noise from :func:`sample_noise` (training) or None;
-      validate: False skips :func:`validate_inputs`, whose box check reads the device once.
-      On a GPU, check the host arrays before moving them (as ``train`` does) and pass False:
-      then forward and :func:`backward` never wait for the device.
+      check_boxes: False skips the check of the first boxes' values (shapes are always
+      checked), which reads them back once. Batches from ``WindowSet.gather`` were checked on
+      the host; ``train`` passes False, so forward and :func:`backward` never wait for a GPU.
     Returns ``out``: ``loss`` (0-d), ``terms`` (dict of 0-d arrays: tracking, attention,
     appearance, l2, and lambda_*), ``pred`` and ``att`` boxes ``(B, T, 4)`` in pixels, ``iou``
     ``(B, T)``, ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``; and a cache for
     :func:`backward`.
     """
-    if validate:
-        validate_inputs(cfg, frames, boxes, presence)
+    validate_inputs(cfg, frames, boxes, presence, check_boxes)
     xp = get_array_module(frames)
     B, T, _, H, W = frames.shape
     scale = xp.asarray([H, W, H, W], frames.dtype)
