@@ -5,7 +5,8 @@
     presence (B, T)          float32, 1 on labelled frames, 0 on padding / absent target
 
 Frame 0 of every sequence is labelled: the tracker starts from ``boxes[:, 0]``. Batches are
-NumPy arrays on the host; move them with :func:`minihart.backend.to_device`.
+NumPy arrays, or with ``xp=cupy`` made on the GPU: the stored uint8 frames travel there and
+become float32 there, and the first boxes are checked on the host before the move.
 
 API (what ``train``, ``evaluate`` and ``track`` call)::
 
@@ -15,8 +16,8 @@ API (what ``train``, ``evaluate`` and ``track`` call)::
         raises DatasetNotPrepared (message: folder, the data_scripts command, the offline
         alternative) when KTH / KITTI are not downloaded and prepared
     ds.name, ds.image_hw, ds.channels
-    ds.batch(rng, batch_size, seq_len)             -> frames, boxes, presence (random windows)
-    ds.batches(batch_size, seq_len, seed=None, epoch=0)
+    ds.batch(rng, batch_size, seq_len, xp=np)      -> frames, boxes, presence (random windows)
+    ds.batches(batch_size, seq_len, seed=None, epoch=0, xp=np)
         -> iterator over every window once: in order (seed=None, evaluation) or shuffled
            reproducibly by (seed, epoch) and augmented (training epochs)
     ds.num_windows(seq_len), ds.batches_per_epoch(batch_size, seq_len)
