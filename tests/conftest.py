@@ -1,7 +1,10 @@
-"""Shared fixtures: ``xp`` runs a test body on NumPy and (marked ``gpu``) on CuPy."""
+"""Shared fixtures: ``xp`` runs a test body on NumPy, on CuPy (marked ``gpu``), and on the
+CPU stand-in for CuPy of ``cupy_emulator`` (the GPU code path and the fused kernels' CUDA
+source, compiled for the host; skipped without a C++ compiler)."""
 import numpy as np
 import pytest
 
+import cupy_emulator
 from minihart.backend import gpu_available
 
 
@@ -12,10 +15,21 @@ def _cupy_or_skip():
     return cupy
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def emulated_cupy():
+    """``cupy_emulator`` installed as ``cupy`` for the test (a generator fixture body)."""
+    if cupy_emulator.compiler() is None:
+        pytest.skip("no C++ compiler for the CuPy emulator")
+    with cupy_emulator.installed() as fake:
+        yield fake
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu), "emulated-cupy"])
 def xp(request):
-    """The array module under test: numpy, or cupy on a GPU machine."""
-    return np if request.param == "numpy" else _cupy_or_skip()
+    """The array module under test: numpy, cupy on a GPU machine, or the CuPy emulator."""
+    if request.param == "emulated-cupy":
+        yield from emulated_cupy()
+    else:
+        yield np if request.param == "numpy" else _cupy_or_skip()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ kernel's CUDA source compiles (with NVRTC, where its library can be loaded)."""
 import numpy as np
 import pytest
 
+from conftest import emulated_cupy
 from minihart.backend import gpu_available
 from minihart.boxes import _overlapping_pairs
 from minihart.gradcheck import rel_error
@@ -17,12 +18,16 @@ from minihart.nn.losses import (attention_loss_backward, attention_loss_forward,
 from minihart.nn.lstm import lstm_step_backward, lstm_step_forward, zoneout_masks
 
 
-@pytest.fixture(params=[pytest.param("cupy", marks=pytest.mark.gpu)])
-def cp():
+@pytest.fixture(params=[pytest.param("cupy", marks=pytest.mark.gpu), "emulated-cupy"])
+def cp(request):
+    """CuPy on a GPU, or (in CPU CI) ``cupy_emulator``: the kernels' CUDA bodies as host C++."""
+    if request.param == "emulated-cupy":
+        yield from emulated_cupy()
+        return
     if not gpu_available():
         pytest.skip("CuPy with a CUDA GPU is not available")
     import cupy
-    return cupy
+    yield cupy
 
 
 def both(fn):
