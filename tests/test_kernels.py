@@ -1,7 +1,8 @@
 """Fused CuPy kernels against their plain twins (the same op with ``kernels.plain()``).
 
-The comparisons need a GPU (marker ``gpu``); on the CPU we check the switch and that every
-kernel's CUDA source compiles (with NVRTC, where its library can be loaded)."""
+The comparisons run on a GPU (marker ``gpu``) and, without one, on ``cupy_emulator`` (the
+kernels' CUDA bodies compiled as host C++); on the CPU we also check the switch and that every
+kernel's CUDA source compiles with NVRTC (where its library can be loaded)."""
 import numpy as np
 import pytest
 
