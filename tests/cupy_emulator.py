@@ -177,8 +177,12 @@ def module():
     m = _Proxy("cupy", np)
     m.ndarray, m.ElementwiseKernel = ndarray, ElementwiseKernel
     m.random = _Random("cupy.random", np.random)
-    m.cuda = types.SimpleNamespace(is_available=lambda: True,
-                                   get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None))
+    m.cuda = types.SimpleNamespace(
+        is_available=lambda: True,
+        get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None),
+        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"name": b"cupy_emulator (host C++)"}))
+    # no pool to measure: the GPU bench reports 0 MiB here
+    m.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None, total_bytes=lambda: 0)
     m.asnumpy = lambda a: np.array(a)
     return m
 
