@@ -100,6 +100,19 @@ def test_gather_moves_stored_frames_and_converts_them_on_the_device():
         TrackSet("t", [video], [(0, 0, np.float32([[40, 2, 3, 4]] * 3), np.ones(3))], channels=1).gather([0], 3)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_gather_on_a_device_equals_gather_on_the_host(xp, channels):
+    """The same batch, augmentation included, made on ``xp``'s device (GPU, or the emulator)."""
+    from minihart.backend import asnumpy, get_array_module
+    video = np.random.default_rng(2).integers(0, 256, (20, 32, 10, 3), dtype=np.uint8)
+    ts = TrackSet("t", [video], [_track(0, 9), _track(10, 8)], channels=channels, augment=True)
+    host = ts.gather([0, 2, 3], 5, np.random.default_rng(4))
+    dev = ts.gather([0, 2, 3], 5, np.random.default_rng(4), xp=xp)
+    assert all(get_array_module(a) is xp for a in dev) and dev[0].shape == (3, 5, channels, 32, 10)
+    for h, d in zip(host, dev):
+        np.testing.assert_allclose(asnumpy(d), h, rtol=1e-6)
+
+
 def test_batches_are_reproducible_and_cover_every_window():
     ts = TrackSet("t", [_video(60)], [_track(0, 25), _track(30, 20)], channels=1, augment=True)
     n = ts.num_windows(4)
