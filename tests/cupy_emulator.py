@@ -29,10 +29,31 @@ import types
 import numpy as np
 
 
+class HostRead(AssertionError):
+    """Raised by a read of a device array inside :func:`no_host_reads`."""
+
+
+_READS = [True]  # may device arrays be read back to the host now?
+
+
+def _read(name):
+    def method(self, *args, **kwargs):
+        if not _READS[0]:
+            raise HostRead(f"{name}() of a device array: on a GPU this waits for the device")
+        return getattr(np.ndarray, name)(self, *args, **kwargs)
+    return method
+
+
 class ndarray(np.ndarray):
-    """An "on the device" array: ``get()`` copies it to the host as CuPy's does."""
+    """An "on the device" array: ``get()`` copies it to the host as CuPy's does; in
+    :func:`no_host_reads` that and every other read on the host (``float``, ``bool``,
+    ``int``, ``item``, ``tolist``) raise :class:`HostRead`."""
+    __bool__, __float__, __int__, __index__ = (_read(n) for n in ("__bool__", "__float__", "__int__", "__index__"))
+    item, tolist, tobytes = (_read(n) for n in ("item", "tolist", "tobytes"))
 
     def get(self):
+        if not _READS[0]:
+            raise HostRead("get() of a device array (asnumpy): on a GPU this waits for the device")
         return np.array(self)
 
     def __array_wrap__(self, arr, context=None, return_scalar=False):
@@ -203,3 +224,23 @@ def installed(monkeypatch=None):
             sys.modules.pop("cupy", None)
         else:
             sys.modules["cupy"] = old
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Within the block, reading a device array back to the host raises :class:`HostRead`:
+    what must hold for a GPU step to be queued without waiting."""
+    old, _READS[0] = _READS[0], False
+    try:
+        yield
+    finally:
+        _READS[0] = old
+
+
+def to_device(a):
+    """NumPy arrays (in dicts, lists, tuples) as emulated device arrays."""
+    if isinstance(a, dict):
+        return {k: to_device(v) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return type(a)(to_device(v) for v in a)
+    return _dev(a)

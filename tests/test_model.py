@@ -191,67 +191,29 @@ def test_noise_is_drawn_on_the_device_reproducibly(xp):
         assert abs(float(d["drop"].mean()) - 0.75) < 0.05 and abs(float(d["zh"].mean()) - 0.3) < 0.06
 
 
-class _HostRead(AssertionError):
-    pass
-
-
-class _DeviceArray(np.ndarray):
-    """A NumPy array standing in for a GPU array: reading it on the host fails."""
-    def _read(self, *args, **kwargs):
-        raise _HostRead("the step read an array back to the host")
-    __bool__ = __float__ = __int__ = __index__ = item = tolist = tobytes = _read
-
-
-def _on_device(a):
-    if isinstance(a, tuple):
-        return tuple(_on_device(v) for v in a)
-    if isinstance(a, np.generic):  # NumPy's scalar results are 0-d arrays on CuPy
-        a = np.asarray(a)
-    return a.view(_DeviceArray) if type(a) is np.ndarray else a
-
-
-class _DeviceModule:
-    """numpy whose functions return :class:`_DeviceArray` (so new buffers are "on the device" too)."""
-    def __getattr__(self, name):
-        f = getattr(np, name)
-        if callable(f) and not isinstance(f, type):
-            return lambda *args, **kwargs: _on_device(f(*args, **kwargs))
-        return f
-
-
-def test_training_and_tracking_steps_never_wait_for_the_device(rng, monkeypatch):
+def test_training_and_tracking_steps_never_wait_for_the_device(rng):
     """What makes a GPU step fast, checked on the CPU: forward (check_boxes=False), backward,
     clipping, the RMSProp update and a tracking step queue their work and never read an array
     back (no ``float``/``bool``/``asnumpy`` of a device array: each would wait for the GPU).
-    Every minihart module sees a stand-in device whose arrays refuse to be read."""
-    import sys
-
-    from minihart.nn import kernels
+    They run on the CuPy emulator, fused kernels included, with host reads switched off."""
+    import cupy_emulator
+    from conftest import emulated_cupy
     from minihart.optim import RMSProp, clip_by_global_norm
 
-    params = init_params(TINY, rng)
-    frames, boxes, presence = (a.astype(np.float32) for a in _data(rng))
-    tracker = Tracker(params, TINY).init(frames[:, 0], boxes[:, 0])  # checks the box: reads once
-
-    def asnumpy(a):
-        if isinstance(a, _DeviceArray):
-            raise _HostRead("asnumpy of a device array inside the step")
-        return np.asarray(a)
-    for name, module in list(sys.modules.items()):
-        if name.startswith("minihart"):
-            if hasattr(module, "get_array_module"):
-                monkeypatch.setattr(module, "get_array_module", lambda *a: _DeviceModule())
-            if hasattr(module, "asnumpy"):
-                monkeypatch.setattr(module, "asnumpy", asnumpy)
-    params = {k: _on_device(v) for k, v in params.items()}
-    frames, boxes, presence = _on_device((frames, boxes, presence))
-    noise = [{k: _on_device(v) for k, v in d.items()} for d in sample_noise(TINY, rng, 2, 3)]
-    with kernels.plain():  # the stand-in is not CuPy: no fused kernels
-        with pytest.raises(_HostRead):  # the trap works: the box check does read the device
-            forward(params, TINY, frames, boxes, presence, noise)
-        out, cache = forward(params, TINY, frames, boxes, presence, noise, check_boxes=False)
-        grads, norm = clip_by_global_norm(backward(cache), 0.3)
-        RMSProp().step(params, grads)
-        assert all(isinstance(v, _DeviceArray) for v in [out["loss"], norm, *grads.values(), *params.values()])
-        tracker.p, tracker.state = params, _on_device(tracker.state)
-        assert isinstance(tracker.step(frames[:, 1]), _DeviceArray)
+    fake = emulated_cupy()
+    next(fake)
+    try:
+        params = cupy_emulator.to_device(init_params(TINY, rng))
+        frames, boxes, presence = cupy_emulator.to_device([a.astype(np.float32) for a in _data(rng)])
+        noise = sample_noise(TINY, rng, 2, 3, get_array_module(frames))
+        tracker = Tracker(params, TINY).init(frames[:, 0], boxes[:, 0])  # checks the box: reads once
+        with cupy_emulator.no_host_reads():
+            with pytest.raises(cupy_emulator.HostRead):  # the trap works: the box check reads
+                forward(params, TINY, frames, boxes, presence, noise)
+            out, cache = forward(params, TINY, frames, boxes, presence, noise, check_boxes=False)
+            grads, norm = clip_by_global_norm(backward(cache), 0.3)
+            RMSProp().step(params, grads)
+            box = tracker.step(frames[:, 1])
+        assert all(get_array_module(v) is not np for v in [out["loss"], norm, box, *grads.values()])
+    finally:
+        fake.close()
