@@ -170,6 +170,7 @@ class ElementwiseKernel:
         t_arg = next(a for a, (_, typ, _) in zip(args, self.ins + self.outs) if typ == "T" and hasattr(a, "dtype"))
         dtype = np.dtype(t_arg.dtype)
         t = {np.float32: "float", np.float64: "double"}[dtype.type]
+        assert given or any(not raw for raw, _, _ in self.ins), f"{self.name}: CuPy needs an output or size="
         shape = np.broadcast_shapes(*(np.shape(a) for a, (raw, _, _) in zip(list(ins) + given, self.ins + self.outs)
                                       if not raw))  # the loop runs over the non-raw arguments
         outs = given + [np.empty(shape, dtype).view(ndarray) for _ in self.outs[len(given):]]

@@ -12,7 +12,8 @@ from minihart.boxes import _overlapping_pairs
 from minihart.gradcheck import rel_error
 from minihart.nn import activations as A
 from minihart.nn import kernels
-from minihart.nn.conv import col2im, conv2d_backward, conv2d_forward, im2col
+from minihart.nn.attention import filterbank_backward, filterbank_forward
+from minihart.nn.conv import col2im, conv2d_backward, conv2d_forward, im2col, lrn_backward, lrn_forward
 from minihart.nn.dfn import dynamic_conv_backward, dynamic_conv_forward
 from minihart.nn.losses import (attention_loss_backward, attention_loss_forward, tracking_loss_backward,
                                 tracking_loss_forward)
@@ -133,6 +134,22 @@ def _box_case(rng, cp, dtype):
     presence = np.ones((3, 4))
     presence[2, 3] = 0
     return (cp.asarray(v, dtype) for v in (a, b, presence))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_lrn_and_filterbank(cp, rng, dtype, tol):
+    """LRN over odd and even windows (AlexNet's beta and another), and filterbanks with strides
+    below, inside and beyond the fitted range, one so small that sigma is clamped."""
+    x = cp.asarray(rng.standard_normal((2, 7, 3, 4)) * 2, dtype)
+    dout = cp.asarray(rng.standard_normal(x.shape), dtype)
+    for size, beta in ((5, 0.75), (4, 0.6)):
+        assert_twins(lambda: lrn_forward(x, size, 0.5, beta, 1.0), tol)
+        assert_twins(lambda: lrn_backward(dout, lrn_forward(x, size, 0.5, beta, 1.0)[1]), tol)
+    mu = cp.asarray([1.3, 4.2, -2.1, 30.0], dtype)
+    gamma = cp.asarray([0.6, 2.7, 9.5, 0.01], dtype)
+    dA = cp.asarray(rng.standard_normal((4, 5, 37)), dtype)
+    assert_twins(lambda: filterbank_forward(mu, gamma, 5, 37), tol)
+    assert_twins(lambda: filterbank_backward(dA, filterbank_forward(mu, gamma, 5, 37)[1]), tol)
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])

@@ -29,6 +29,7 @@ import numpy as np
 from minihart.backend import get_array_module
 from minihart.boxes import validate_boxes
 from minihart.gradcheck import register
+from minihart.nn import kernels
 
 # sigma(gamma) = c0 + c1 gamma + ... + c4 gamma^4, refitted by data_scripts/fit_stride_sigma.py
 # (Gaussian resampling vs antialiased bicubic, strides 0.25..8). Fit error: max 0.10 px (6.1 %),
@@ -131,6 +132,9 @@ def filterbank_forward(mu, gamma, n_out, n_in, coeffs=SIGMA_COEFFS):
     if mu.ndim != 1 or gamma.shape != mu.shape:
         raise ValueError(f"filterbank_forward: mu and gamma must both be (B,), got mu{mu.shape}, gamma{gamma.shape}")
     xp = get_array_module(mu, gamma)
+    if kernels.enabled(xp) and len(coeffs) == 5 and mu.dtype == gamma.dtype:  # GPU: one launch
+        A, z, sigma, dsigma = kernels.filterbank(mu, gamma, n_out, n_in, coeffs, SIGMA_MIN, STRIDE_FIT_MAX, EPS)
+        return A, FilterbankCache(A, z, sigma, dsigma)
     sigma, dsigma = stride_to_sigma(gamma, coeffs)
     dtype = sigma.dtype
     centres = mu[:, None] + gamma[:, None] * xp.arange(n_out, dtype=dtype)  # (B, n_out)
@@ -149,11 +153,14 @@ def filterbank_backward(dA, cache: FilterbankCache):
     """
     A, z, sigma, dsigma = cache
     xp = get_array_module(dA)
-    # A = E / (S + eps): dE * E = A * (dA - sum_i dA A), which avoids keeping E and S
-    q = A * (dA - (dA * A).sum(axis=2, keepdims=True))
-    s = sigma[:, None]
-    dcentre = (q * z).sum(axis=2) / s  # (B, n_out); dE/dcentre = E z / sigma
-    dsig = (q * z * z).sum(axis=(1, 2)) / sigma  # dE/dsigma = E z^2 / sigma
+    if kernels.enabled(xp):  # on a GPU: the per-row sums below in one launch
+        qz, qzz = kernels.filterbank_backward(dA, A, z)
+    else:
+        # A = E / (S + eps): dE * E = A * (dA - sum_i dA A), which avoids keeping E and S
+        q = A * (dA - (dA * A).sum(axis=2, keepdims=True))
+        qz, qzz = (q * z).sum(axis=2), (q * z * z).sum(axis=2)
+    dcentre = qz / sigma[:, None]  # (B, n_out); dE/dcentre = E z / sigma
+    dsig = qzz.sum(axis=1) / sigma  # dE/dsigma = E z^2 / sigma
     r = xp.arange(A.shape[1], dtype=dcentre.dtype)
     return dcentre.sum(axis=1), dcentre @ r + dsig * dsigma
 

@@ -258,6 +258,9 @@ def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
     if x.ndim < 2 or not _is_int(size, 1) or not k > 0:
         raise ValueError(f"lrn_forward: x must be (N, C, ...), size a positive integer and k > 0, "
                          f"got x{x.shape}, size={size!r}, k={k!r}")
+    if kernels.enabled(get_array_module(x)):  # on a GPU: one fused kernel
+        y, s, s_pow = kernels.lrn(x, size, alpha, beta, k)
+        return y, LRNCache(x, s, s_pow, size, alpha, beta)
     s = _channel_window_sum(x * x, size // 2, (size - 1) // 2)
     s *= alpha / size  # in place: k + alpha/size * sum, without two more temporaries
     s += k
@@ -275,6 +278,8 @@ def lrn_backward(dout, cache: LRNCache):
     Args: dout (shape of x). Returns: dx (shape of x).
     """
     x, s, s_pow, size, alpha, beta = cache
+    if kernels.enabled(get_array_module(dout)):  # on a GPU: two fused kernels
+        return kernels.lrn_backward(dout, x, s, s_pow, size, alpha, beta)
     # the transposed window: channel c feeds the outputs c' in [c - (size-1)//2, c + size//2]
     g = dout * s_pow  # dL/dy * dy/dx through the numerator; reused below
     back = _channel_window_sum(g * x / s, (size - 1) // 2, size // 2)

@@ -12,7 +12,10 @@ those lines calls it when :func:`enabled` (CuPy arrays and ``MINIHART_FUSED`` no
 * ``iou_nll``, ``attention_nll``: the per-step tracking (10) and attention (11) losses of
   :mod:`minihart.nn.losses` *and their gradients* in one pass;
 * ``im2col``, ``col2im``: :mod:`minihart.nn.conv`, one launch instead of one per kernel offset
-  (121 for AlexNet's conv1); col2im gathers, so it needs no atomic adds.
+  (121 for AlexNet's conv1); col2im gathers, so it needs no atomic adds; ``lrn``,
+  ``lrn_backward``: one and two launches instead of about fourteen and ten;
+* ``filterbank``, ``filterbank_backward``: :mod:`minihart.nn.attention`, a Gaussian row per
+  thread (sigma from the stride, the row, its normaliser): one launch for about twenty-five.
 
 The plain path is the twin: ``tests/test_kernels.py`` runs every op both ways on a GPU
 (:func:`plain` switches the kernels off) and compares. Subgradients follow
@@ -121,6 +124,57 @@ SPECS = {  # name: (inputs, outputs, body)
         else { kj = q % kw; ki = q / kw % kh; c = q / kw / kh % C; n = q / kw / kh / C; }
         int y = r * stride + ki - pad, xx = s * stride + kj - pad;
         col = (y >= 0 && y < H && xx >= 0 && xx < W) ? x[((ptrdiff_t)(n * C + c) * H + y) * W + xx] : (T)0;"""),
+    "lrn": (  # the channel window sum, the normaliser and its power, y: four passes in one
+        "raw T x, int32 C, int32 rest, int32 lo, int32 hi, T scale, T k, T beta", "T y, T s, T s_pow", """
+        const int c = i / rest % C;
+        T sum = 0;
+        for (int d = -lo; d <= hi; ++d)
+          if (c + d >= 0 && c + d < C) { T v = x[i + (ptrdiff_t)d * rest]; sum += v * v; }
+        s = k + scale * sum;
+        s_pow = pow(s, -beta);
+        y = x[i] * s_pow;"""),
+    "lrn_backward": (  # t = dout s^-beta x / s from a first kernel, summed over the transposed window
+        "raw T t, T dout, T x, T s_pow, int32 C, int32 rest, int32 lo, int32 hi, T coef", "T dx", """
+        const int c = i / rest % C;
+        T back = 0;
+        for (int d = -lo; d <= hi; ++d)
+          if (c + d >= 0 && c + d < C) back += t[i + (ptrdiff_t)d * rest];
+        dx = dout * s_pow - back * x * coef;"""),
+    "lrn_t": ("T dout, T s_pow, T x, T s", "T t", "t = dout * s_pow * x / s"),
+    "filterbank": (  # one row (b, r) per element: sigma(gamma), the Gaussian row and its sum
+        "raw T mu, raw T gamma, T c0, T c1, T c2, T c3, T c4, int32 n_out, int32 n_in, T sigma_min, "
+        "T fit_max, T eps", "T centre, raw T A, raw T z, raw T sigma, raw T dsigma", """
+        const ptrdiff_t b = i / n_out, row = i * (ptrdiff_t)n_in;
+        const T g = gamma[b], gc = min(g, fit_max), c[5] = {c0, c1, c2, c3, c4};
+        T p = c[4], dp = 0;
+        for (int k = 3; k >= 0; --k) { dp = dp * gc + p; p = p * gc + c[k]; }
+        const T pc = max(p, sigma_min), sd = pc * max(g / fit_max, (T)1);
+        if (i % n_out == 0) {
+          sigma[b] = sd;
+          dsigma[b] = g > fit_max ? pc / fit_max : (p > sigma_min ? dp : (T)0);
+        }
+        centre = mu[b] + g * (T)(i % n_out);
+        T sum = 0;
+        for (int j = 0; j < n_in; ++j) {
+          T zz = ((T)j + (T)0.5 - centre) / sd;
+          z[row + j] = zz;
+          A[row + j] = exp((T)-0.5 * zz * zz);
+          sum += A[row + j];
+        }
+        for (int j = 0; j < n_in; ++j) A[row + j] /= sum + eps;"""),
+    "filterbank_backward": (  # per row: the sums over pixels that the gradients need
+        "raw T dA, raw T A, raw T z, int32 n_in", "T qz, T qzz", """
+        const ptrdiff_t row = i * (ptrdiff_t)n_in;
+        T dot = 0;
+        for (int j = 0; j < n_in; ++j) dot += dA[row + j] * A[row + j];
+        T a = 0, b = 0;
+        for (int j = 0; j < n_in; ++j) {
+          T q = A[row + j] * (dA[row + j] - dot);
+          a += q * z[row + j];
+          b += q * z[row + j] * z[row + j];
+        }
+        qz = a;
+        qzz = b;"""),
     "col2im": (  # gather: each pixel sums the column entries it feeds, in im2col's offset order
         "raw T col, int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 ho, int32 wo, "
         "int32 stride, int32 pad, bool bi", "T img", """
@@ -208,6 +262,43 @@ def col2im(cols, x_shape, stride, pad, batch_inner):
     img = cupy.empty(tuple(x_shape), cols.dtype)
     return kernel("col2im")(cols, *(np.int32(v) for v in (N, C, H, W, kh, kw, ho, wo, stride, pad)),
                             np.bool_(batch_inner), img)
+
+
+def lrn(x, size, alpha, beta, k):
+    """``(y, s, s ** -beta)`` of :func:`minihart.nn.conv.lrn_forward`, each of the shape of x."""
+    import cupy  # noqa: PLC0415
+    out = tuple(cupy.empty_like(x) for _ in range(3))
+    rest = int(np.prod(x.shape[2:]))
+    return kernel("lrn")(x, np.int32(x.shape[1]), np.int32(rest), np.int32(size // 2), np.int32((size - 1) // 2),
+                         _t(x, alpha / size), _t(x, k), _t(x, beta), *out)
+
+
+def lrn_backward(dout, x, s, s_pow, size, alpha, beta):
+    """dx of :func:`minihart.nn.conv.lrn_backward`."""
+    t = kernel("lrn_t")(dout, s_pow, x, s)
+    rest = int(np.prod(x.shape[2:]))
+    return kernel("lrn_backward")(t, dout, x, s_pow, np.int32(x.shape[1]), np.int32(rest), np.int32((size - 1) // 2),
+                                  np.int32(size // 2), _t(x, 2 * alpha * beta / size))
+
+
+def filterbank(mu, gamma, n_out, n_in, coeffs, sigma_min, fit_max, eps):
+    """``(A, z, sigma, dsigma)`` of :func:`minihart.nn.attention.filterbank_forward` for a
+    polynomial of degree 4 (five ``coeffs``)."""
+    import cupy  # noqa: PLC0415
+    B, dtype = mu.shape[0], mu.dtype
+    A, z = cupy.empty((B, n_out, n_in), dtype), cupy.empty((B, n_out, n_in), dtype)
+    sigma, dsigma = cupy.empty(B, dtype), cupy.empty(B, dtype)
+    kernel("filterbank")(mu, gamma, *(_t(mu, c) for c in coeffs), np.int32(n_out), np.int32(n_in),
+                         _t(mu, sigma_min), _t(mu, fit_max), _t(mu, eps), cupy.empty((B, n_out), dtype), A, z,
+                         sigma, dsigma)
+    return A, z, sigma, dsigma
+
+
+def filterbank_backward(dA, A, z):
+    """Per row ``(B, n_out)``: ``sum_j q z`` and ``sum_j q z^2`` with ``q = A (dA - sum_j dA A)``."""
+    import cupy  # noqa: PLC0415
+    out = (cupy.empty(A.shape[:2], A.dtype), cupy.empty(A.shape[:2], A.dtype))  # all inputs raw: size from these
+    return kernel("filterbank_backward")(dA, A, z, np.int32(A.shape[2]), *out)
 
 
 def _box_loss(name, a, b, w, *scalars):
