@@ -245,3 +245,29 @@ def to_device(a):
     if isinstance(a, (list, tuple)):
         return type(a)(to_device(v) for v in a)
     return _dev(a)
+
+
+@contextlib.contextmanager
+def count_launches():
+    """Within the block, count what would be GPU kernel launches on CuPy: every ufunc call on
+    device arrays (arithmetic, ``exp``, ``matmul``, reductions) and every ``ElementwiseKernel``
+    call. Yields a one-element list holding the count. (Copies are not counted.)"""
+    count = [0]
+    call = ElementwiseKernel.__call__
+
+    def kernel_call(self, *args):
+        count[0] += 1
+        return call(self, *args)
+
+    def ufunc(self, uf, method, *inputs, **kwargs):
+        count[0] += 1
+        host = [np.asarray(a) if isinstance(a, ndarray) else a for a in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, ndarray) else o for o in kwargs["out"])
+        return _dev(getattr(uf, method)(*host, **kwargs))
+    ElementwiseKernel.__call__, ndarray.__array_ufunc__ = kernel_call, ufunc
+    try:
+        yield count
+    finally:
+        ElementwiseKernel.__call__ = call
+        del ndarray.__array_ufunc__
