@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from minihart.backend import get_array_module
+from minihart.nn import kernels
 
 
 def global_norm(grads: dict):
@@ -85,6 +86,9 @@ class RMSProp(Optimizer):
     def _update(self, name, p, g):
         ms = self._slot(name, "ms", p)
         mom = self._slot(name, "mom", p)
+        if kernels.enabled(get_array_module(p)):  # on a GPU: the lines below in one launch
+            return kernels.optimizer_update("rmsprop", g, (self.rho, 1 - self.rho, self.momentum, self.lr, self.eps),
+                                            ms, mom, p)
         ms *= self.rho
         ms += (1 - self.rho) * g * g
         mom *= self.momentum
@@ -102,11 +106,14 @@ class Adam(Optimizer):
     def _update(self, name, p, g):
         m = self._slot(name, "m", p)
         v = self._slot(name, "v", p)
+        lr_t = self.lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        if kernels.enabled(get_array_module(p)):  # on a GPU: the lines below in one launch
+            return kernels.optimizer_update("adam", g, (self.beta1, 1 - self.beta1, self.beta2, 1 - self.beta2,
+                                                        lr_t, self.eps), m, v, p)
         m *= self.beta1
         m += (1 - self.beta1) * g
         v *= self.beta2
         v += (1 - self.beta2) * g * g
-        lr_t = self.lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
         p -= p.dtype.type(lr_t) * m / (get_array_module(p).sqrt(v) + self.eps)
 
 

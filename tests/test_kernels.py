@@ -167,6 +167,22 @@ def test_iou_losses(cp, rng, dtype, tol):
     assert_twins(attention, tol)
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-14)])
+def test_optimizer_updates(cp, rng, dtype, tol):
+    """Three steps of RMSProp and Adam, fused against plain (parameters and every slot)."""
+    from minihart.optim import Adam, RMSProp
+    start = rng.standard_normal((3, 5))
+    grads = [cp.asarray(rng.standard_normal((3, 5)), dtype) for _ in range(3)]
+
+    def run(opt):
+        p = {"w": cp.asarray(start, dtype)}
+        for g in grads:
+            opt.step(p, {"w": g})
+        return [p["w"]] + list(opt.state["w"].values())
+    assert_twins(lambda: run(RMSProp(lr=0.1)), tol)
+    assert_twins(lambda: run(Adam(lr=0.1)), tol)
+
+
 def test_whole_model_fused_equals_plain(cp, rng):
     from minihart.model import backward, forward, init_params, sample_noise
     from test_bench import TINY, _inputs

@@ -15,7 +15,8 @@ those lines calls it when :func:`enabled` (CuPy arrays and ``MINIHART_FUSED`` no
   (121 for AlexNet's conv1); col2im gathers, so it needs no atomic adds; ``lrn``,
   ``lrn_backward``: one and two launches instead of about fourteen and ten;
 * ``filterbank``, ``filterbank_backward``: :mod:`minihart.nn.attention`, a Gaussian row per
-  thread (sigma from the stride, the row, its normaliser): one launch for about twenty-five.
+  thread (sigma from the stride, the row, its normaliser): one launch for about twenty-five;
+* ``rmsprop``, ``adam``: :mod:`minihart.optim`, a parameter's whole update in one launch.
 
 The plain path is the twin: ``tests/test_kernels.py`` runs every op both ways on a GPU
 (:func:`plain` switches the kernels off) and compares. Subgradients follow
@@ -175,6 +176,14 @@ SPECS = {  # name: (inputs, outputs, body)
         }
         qz = a;
         qzz = b;"""),
+    "rmsprop": ("T g, T rho, T one_minus_rho, T momentum, T lr, T eps", "T ms, T mom, T p", """
+        ms = ms * rho + one_minus_rho * g * g;
+        mom = mom * momentum + lr * g / sqrt(ms + eps);
+        p = p - mom;"""),
+    "adam": ("T g, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T lr_t, T eps", "T m, T v, T p", """
+        m = m * beta1 + one_minus_beta1 * g;
+        v = v * beta2 + one_minus_beta2 * g * g;
+        p = p - lr_t * m / (sqrt(v) + eps);"""),
     "col2im": (  # gather: each pixel sums the column entries it feeds, in im2col's offset order
         "raw T col, int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 ho, int32 wo, "
         "int32 stride, int32 pad, bool bi", "T img", """
@@ -299,6 +308,12 @@ def filterbank_backward(dA, A, z):
     import cupy  # noqa: PLC0415
     out = (cupy.empty(A.shape[:2], A.dtype), cupy.empty(A.shape[:2], A.dtype))  # all inputs raw: size from these
     return kernel("filterbank_backward")(dA, A, z, np.int32(A.shape[2]), *out)
+
+
+def optimizer_update(name, g, scalars, *state):
+    """One optimiser step in place: ``state`` the slots and the parameter, last (``rmsprop``:
+    ms, mom, p; ``adam``: m, v, p); ``scalars`` the hyper-parameters in the kernel's order."""
+    kernel(name)(g, *(_t(g, v) for v in scalars), *state)
 
 
 def _box_loss(name, a, b, w, *scalars):
