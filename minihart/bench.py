@@ -267,7 +267,7 @@ def table(results):
     """The results as a text table, one row per preset."""
     lines = [f"{'preset':10} {'B x T':>7} {'GFLOP':>7}" + "".join(f"{c[0]:>10}" for c in COLUMNS)]
     for r in results:
-        cells = [r.get(lib, {}) .get(key) if lib else r.get(key) for _, lib, key, _ in COLUMNS]
+        cells = [r.get(lib, {}).get(key) if lib else r.get(key) for _, lib, key, _ in COLUMNS]
         lines.append(f"{r['preset']:10} {r['batch']:>3} x {r['steps']:<3} {r['train_gflop']:7.1f}" + "".join(
             f"{'-' if v is None else format(v, c[3]):>10}" for v, c in zip(cells, COLUMNS)))
     return "\n".join(lines)

@@ -23,6 +23,13 @@ def emulated_cupy():
         yield fake
 
 
+@pytest.fixture
+def emulator():
+    """Only the CuPy emulator, installed as ``cupy`` for the test (for tests of the GPU path
+    that need no GPU)."""
+    yield from emulated_cupy()
+
+
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu), "emulated-cupy"])
 def xp(request):
     """The array module under test: numpy, cupy on a GPU machine, or the CuPy emulator."""

@@ -86,16 +86,10 @@ def test_bench_runs_on_tiny_sizes_and_writes_json(tmp_path, against):
         assert r["max_rel_error_vs_torch"] < 1e-3 and r["ratio_train"] > 0
 
 
-def test_gpu_bench_path_runs_on_the_cupy_emulator(tmp_path):
+def test_gpu_bench_path_runs_on_the_cupy_emulator(tmp_path, emulator):
     """``--device gpu`` (CuPy against CUDA) without a GPU: the CuPy side on ``cupy_emulator``,
     which runs the code path (sync, memory pool, device name), not a measurement."""
-    from conftest import emulated_cupy
-    fake = emulated_cupy()
-    next(fake)
-    try:
-        r = main(["--tiny", "--presets", "synthetic", "--device", "gpu", "--json", str(tmp_path / "b.json")])[0]
-    finally:
-        fake.close()
+    r = main(["--tiny", "--presets", "synthetic", "--device", "gpu", "--json", str(tmp_path / "b.json")])[0]
     saved = json.loads((tmp_path / "b.json").read_text())
     assert saved["machine"]["device"] == "cupy_emulator (host C++)"
     assert r["minihart"]["train_ms"] > 0 and r["minihart"]["track_fps_1"] > 0 and "torch" not in r

@@ -125,30 +125,24 @@ def test_device_gpu_without_gpu_is_a_clear_error(tmp_path, capsys):
     assert "device 'gpu' was requested but cannot be used" in capsys.readouterr().err
 
 
-def test_train_evaluate_and_track_on_the_gpu_path_of_the_cupy_emulator(run_dir, tmp_path, capsys):
+def test_train_evaluate_and_track_on_the_gpu_path_of_the_cupy_emulator(run_dir, emulator, tmp_path, capsys):
     """``--device gpu`` end to end on the CPU stand-in for CuPy: batches and masks made on the
     "device", fused kernels, checkpoints written from it. Training follows the CPU run (same
     data and seeds; the masks differ, so only loosely) and resumes; evaluation runs; tracking
     gives the CPU path's boxes."""
-    from conftest import emulated_cupy
-    fake = emulated_cupy()
-    next(fake)
-    try:
-        out = str(tmp_path / "g")
-        assert train.main(["--device", "gpu", "--out", out] + TINY_RUN) == 0
-        gpu, cpu = _rows(os.path.join(out, "metrics.csv")), _rows(os.path.join(run_dir, "metrics.csv"))
-        assert [r["step"] for r in gpu] == [r["step"] for r in cpu]
-        assert all(abs(float(g["loss"]) - float(c["loss"])) < 0.5 for g, c in zip(gpu, cpu))
-        assert train.main(["--resume", out, "--steps", "6", "--device", "gpu", "--no-final-eval", "--quiet"]) == 0
-        assert evaluate.main(["--run", out, "--sequences", "2", "--seq-len", "4", "--device", "gpu"]) == 0
-        folder, xywh = _otb_folder(tmp_path)
-        for device in ("gpu", "cpu"):  # the same checkpoint tracks alike on both paths
-            assert track.main(["--checkpoint", os.path.join(run_dir, "best.npz"), "--video", folder,
-                               "--out", str(tmp_path / device), "--gif", "--device", device]) == 0
-        np.testing.assert_allclose(np.loadtxt(tmp_path / "gpu" / "boxes.txt", delimiter=","),
-                                   np.loadtxt(tmp_path / "cpu" / "boxes.txt", delimiter=","), atol=0.02)
-    finally:
-        fake.close()
+    out = str(tmp_path / "g")
+    assert train.main(["--device", "gpu", "--out", out] + TINY_RUN) == 0
+    gpu, cpu = _rows(os.path.join(out, "metrics.csv")), _rows(os.path.join(run_dir, "metrics.csv"))
+    assert [r["step"] for r in gpu] == [r["step"] for r in cpu]
+    assert all(abs(float(g["loss"]) - float(c["loss"])) < 0.5 for g, c in zip(gpu, cpu))
+    assert train.main(["--resume", out, "--steps", "6", "--device", "gpu", "--no-final-eval", "--quiet"]) == 0
+    assert evaluate.main(["--run", out, "--sequences", "2", "--seq-len", "4", "--device", "gpu"]) == 0
+    folder, _ = _otb_folder(tmp_path)
+    for device in ("gpu", "cpu"):  # the same checkpoint tracks alike on both paths
+        assert track.main(["--checkpoint", os.path.join(run_dir, "best.npz"), "--video", folder,
+                           "--out", str(tmp_path / device), "--gif", "--device", device]) == 0
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "gpu" / "boxes.txt", delimiter=","),
+                               np.loadtxt(tmp_path / "cpu" / "boxes.txt", delimiter=","), atol=0.02)
     capsys.readouterr()
 
 

@@ -191,29 +191,23 @@ def test_noise_is_drawn_on_the_device_reproducibly(xp):
         assert abs(float(d["drop"].mean()) - 0.75) < 0.05 and abs(float(d["zh"].mean()) - 0.3) < 0.06
 
 
-def test_training_and_tracking_steps_never_wait_for_the_device(rng):
+def test_training_and_tracking_steps_never_wait_for_the_device(rng, emulator):
     """What makes a GPU step fast, checked on the CPU: forward (check_boxes=False), backward,
     clipping, the RMSProp update and a tracking step queue their work and never read an array
     back (no ``float``/``bool``/``asnumpy`` of a device array: each would wait for the GPU).
     They run on the CuPy emulator, fused kernels included, with host reads switched off."""
     import cupy_emulator
-    from conftest import emulated_cupy
     from minihart.optim import RMSProp, clip_by_global_norm
 
-    fake = emulated_cupy()
-    next(fake)
-    try:
-        params = cupy_emulator.to_device(init_params(TINY, rng))
-        frames, boxes, presence = cupy_emulator.to_device([a.astype(np.float32) for a in _data(rng)])
-        noise = sample_noise(TINY, rng, 2, 3, get_array_module(frames))
-        tracker = Tracker(params, TINY).init(frames[:, 0], boxes[:, 0])  # checks the box: reads once
-        with cupy_emulator.no_host_reads():
-            with pytest.raises(cupy_emulator.HostRead):  # the trap works: the box check reads
-                forward(params, TINY, frames, boxes, presence, noise)
-            out, cache = forward(params, TINY, frames, boxes, presence, noise, check_boxes=False)
-            grads, norm = clip_by_global_norm(backward(cache), 0.3)
-            RMSProp().step(params, grads)
-            box = tracker.step(frames[:, 1])
-        assert all(get_array_module(v) is not np for v in [out["loss"], norm, box, *grads.values()])
-    finally:
-        fake.close()
+    params = cupy_emulator.to_device(init_params(TINY, rng))
+    frames, boxes, presence = cupy_emulator.to_device([a.astype(np.float32) for a in _data(rng)])
+    noise = sample_noise(TINY, rng, 2, 3, get_array_module(frames))
+    tracker = Tracker(params, TINY).init(frames[:, 0], boxes[:, 0])  # checks the box: reads once
+    with cupy_emulator.no_host_reads():
+        with pytest.raises(cupy_emulator.HostRead):  # the trap works: the box check reads
+            forward(params, TINY, frames, boxes, presence, noise)
+        out, cache = forward(params, TINY, frames, boxes, presence, noise, check_boxes=False)
+        grads, norm = clip_by_global_norm(backward(cache), 0.3)
+        RMSProp().step(params, grads)
+        box = tracker.step(frames[:, 1])
+    assert all(get_array_module(v) is not np for v in [out["loss"], norm, box, *grads.values()])

@@ -62,9 +62,10 @@ def pad_batch(items, seq_len=None):
         float ``(L, C, H, W)``, or as stored (uint8 ``(L, H, W[, 3])``, see ``WindowSet.gather``).
       seq_len: length ``T`` of the batch; default the longest window.
     Returns:
-      frames ``(B, T, ...)`` (float frames as float32, uint8 kept), boxes ``(B, T, 4)`` float32, presence ``(B, T)``
-      float32 (0 in the padding). Padding repeats the last frame and box, so every box stays
-      valid (``h, w > 0``) for losses that are masked by ``presence`` afterwards.
+      frames ``(B, T, ...)`` (float frames as float32, uint8 kept), boxes ``(B, T, 4)``
+      float32, presence ``(B, T)`` float32 (0 in the padding). Padding repeats the last frame
+      and box, so every box stays valid (``h, w > 0``) for losses that are masked by
+      ``presence`` afterwards.
     """
     T = seq_len or max(len(b) for _, b, _ in items)
     frames, boxes, presence = [], [], []
@@ -78,8 +79,9 @@ def pad_batch(items, seq_len=None):
         boxes.append(b[keep])
         presence.append(np.concatenate([p, np.zeros(T - L)]))
     frames = np.stack(frames)
-    return (frames if frames.dtype == np.uint8 else frames.astype(np.float32, copy=False), np.stack(boxes).astype(np.float32),
-            np.stack(presence).astype(np.float32))
+    if frames.dtype != np.uint8:  # stored uint8 frames stay uint8 until they reach the device
+        frames = frames.astype(np.float32, copy=False)
+    return frames, np.stack(boxes).astype(np.float32), np.stack(presence).astype(np.float32)
 
 
 def epoch_order(n, seed, epoch):

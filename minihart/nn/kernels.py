@@ -18,8 +18,9 @@ those lines calls it when :func:`enabled` (CuPy arrays and ``MINIHART_FUSED`` no
   thread (sigma from the stride, the row, its normaliser): one launch for about twenty-five;
 * ``rmsprop``, ``adam``: :mod:`minihart.optim`, a parameter's whole update in one launch.
 
-The plain path is the twin: ``tests/test_kernels.py`` runs every op both ways on a GPU
-(:func:`plain` switches the kernels off) and compares. Subgradients follow
+The plain path is the twin: ``tests/test_kernels.py`` runs every op both ways on a GPU, and
+without one on ``tests/cupy_emulator.py`` (the bodies compiled as host C++); :func:`plain`
+switches the kernels off. Subgradients follow
 :mod:`minihart.boxes` (ties go to the first box, zero where a clip is active).
 """
 from __future__ import annotations
@@ -195,7 +196,8 @@ SPECS = {  # name: (inputs, outputs, body)
           for (int kj = 0; kj < kw; ++kj) {
             int rx = xx - kj, s = rx / stride;
             if (rx < 0 || rx % stride || s >= wo) continue;
-            ptrdiff_t q = bi ? (((ptrdiff_t)c * kh + ki) * kw + kj) * N + n : (((ptrdiff_t)n * C + c) * kh + ki) * kw + kj;
+            ptrdiff_t q = bi ? (((ptrdiff_t)c * kh + ki) * kw + kj) * N + n
+                             : (((ptrdiff_t)n * C + c) * kh + ki) * kw + kj;
             sum += col[(q * ho + r) * wo + s];
           }
         }
