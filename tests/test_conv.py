@@ -75,13 +75,20 @@ def conv_inputs(rng, xp, xs, ws):
 # --------------------------------------------------------------------------- im2col / col2im
 @pytest.mark.parametrize("xs, k, stride, pad", [((2, 3, 7, 6), (3, 2), 1, 1), ((3, 2, 9, 9), (3, 3), 2, 0),
                                                 ((1, 2, 8, 8), (4, 4), 4, 0)])
-def test_col2im_is_the_adjoint_of_im2col(xp, rng, xs, k, stride, pad):
+@pytest.mark.parametrize("batch_inner", [False, True])
+def test_col2im_is_the_adjoint_of_im2col(xp, rng, xs, k, stride, pad, batch_inner):
     x = xp.asarray(rng.standard_normal(xs))
-    cols = im2col(x, *k, stride, pad)
+    cols = im2col(x, *k, stride, pad, batch_inner)
     c = xp.asarray(rng.standard_normal(cols.shape))
     lhs = float(xp.sum(cols * c))
-    rhs = float(xp.sum(x * col2im(c, x.shape, stride, pad)))
+    rhs = float(xp.sum(x * col2im(c, x.shape, stride, pad, batch_inner)))
     assert abs(lhs - rhs) < 1e-10 * (abs(lhs) + 1)
+
+
+def test_batch_inner_is_the_same_columns_with_the_batch_moved_last(xp, rng):
+    x = xp.asarray(rng.standard_normal((3, 2, 9, 7)))
+    xp.testing.assert_array_equal(im2col(x, 3, 3, 2, 1, batch_inner=True),
+                                  im2col(x, 3, 3, 2, 1).transpose(1, 2, 3, 4, 5, 0))
 
 
 def test_im2col_entries(rng):

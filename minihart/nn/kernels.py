@@ -120,10 +120,11 @@ SPECS = {  # name: (inputs, outputs, body)
     "im2col": (  # one launch instead of kh * kw slice copies; zero padding read as 0
         "raw T x, int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 ho, int32 wo, "
         "int32 stride, int32 pad, bool bi", "T col", """
-        ptrdiff_t q = i / (ho * wo);  // index over (n, c, ki, kj) or, batch inner, (c, ki, kj, n)
-        int s = i % wo, r = i / wo % ho, n, c, ki, kj;
-        if (bi) { n = q % N; kj = q / N % kw; ki = q / N / kw % kh; c = q / N / kw / kh; }
-        else { kj = q % kw; ki = q / kw % kh; c = q / kw / kh % C; n = q / kw / kh / C; }
+        // col is (N, C, kh, kw, ho, wo) or, batch inner, (C, kh, kw, ho, wo, N)
+        ptrdiff_t j = bi ? i / N : i, q = j / (ho * wo);  // q indexes (n, c, ki, kj) or (c, ki, kj)
+        int s = j % wo, r = j / wo % ho, kj = q % kw, ki = q / kw % kh, c, n;
+        if (bi) { n = i % N; c = q / kw / kh; }
+        else { c = q / kw / kh % C; n = q / kw / kh / C; }
         int y = r * stride + ki - pad, xx = s * stride + kj - pad;
         col = (y >= 0 && y < H && xx >= 0 && xx < W) ? x[((ptrdiff_t)(n * C + c) * H + y) * W + xx] : (T)0;"""),
     "lrn": (  # the channel window sum, the normaliser and its power, y: four passes in one
@@ -196,9 +197,8 @@ SPECS = {  # name: (inputs, outputs, body)
           for (int kj = 0; kj < kw; ++kj) {
             int rx = xx - kj, s = rx / stride;
             if (rx < 0 || rx % stride || s >= wo) continue;
-            ptrdiff_t q = bi ? (((ptrdiff_t)c * kh + ki) * kw + kj) * N + n
-                             : (((ptrdiff_t)n * C + c) * kh + ki) * kw + kj;
-            sum += col[(q * ho + r) * wo + s];
+            if (bi) sum += col[(((((ptrdiff_t)c * kh + ki) * kw + kj) * ho + r) * wo + s) * N + n];
+            else sum += col[(((((ptrdiff_t)n * C + c) * kh + ki) * kw + kj) * ho + r) * wo + s];
           }
         }
         img = sum;"""),
@@ -260,7 +260,7 @@ def im2col(x, kh, kw, stride, pad, ho, wo, batch_inner):
     """:func:`minihart.nn.conv.im2col` in one kernel (the sizes already checked there)."""
     import cupy  # noqa: PLC0415
     N, C, H, W = x.shape
-    col = cupy.empty((C, kh, kw, N, ho, wo) if batch_inner else (N, C, kh, kw, ho, wo), x.dtype)
+    col = cupy.empty((C, kh, kw, ho, wo, N) if batch_inner else (N, C, kh, kw, ho, wo), x.dtype)
     return kernel("im2col")(x, *(np.int32(v) for v in (N, C, H, W, kh, kw, ho, wo, stride, pad)),
                             np.bool_(batch_inner), col)
 
@@ -269,7 +269,7 @@ def col2im(cols, x_shape, stride, pad, batch_inner):
     """:func:`minihart.nn.conv.col2im` in one kernel: ``(N, C, H, W)``."""
     import cupy  # noqa: PLC0415
     N, C, H, W = x_shape
-    kh, kw, ho, wo = (cols.shape[1:3] if batch_inner else cols.shape[2:4]) + cols.shape[4:]
+    kh, kw, ho, wo = cols.shape[1:5] if batch_inner else cols.shape[2:]
     img = cupy.empty(tuple(x_shape), cols.dtype)
     return kernel("col2im")(cols, *(np.int32(v) for v in (N, C, H, W, kh, kw, ho, wo, stride, pad)),
                             np.bool_(batch_inner), img)
