@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from minihart.bench import frame_flops, main, model_flops
+from minihart.bench import frame_flops, main, model_flops, percent_of_peak
 from minihart.gradcheck import rel_error
 from minihart.model import Config, backward, forward, init_params, preset, sample_noise
 
@@ -69,6 +69,13 @@ def test_flop_count_by_hand():
     assert 1.5e9 < model_flops(preset("kitti"), (187, 621), 1, 1)[0] < 4e9
 
 
+def test_percent_of_peak_sets_each_run_against_its_own_round():
+    # the machine is twice as fast in round 2: the run keeps 25 % of the peak in every round,
+    # while against the best product (0.5 s) its median (2 s) would be 12.5 %
+    assert percent_of_peak(1.0, [2.0, 1.0, 2.0, 2.0, 4.0], 2.0, [1.0, 0.5, 1.0, 1.0, 2.0]) == 25.0
+    assert percent_of_peak(1.0, [2.0, 1.0, 3.0], 2.0, [1.0, 1.0, 1.0]) == 25.0  # the median of 25, 50, 16.7
+
+
 @pytest.mark.parametrize("against", [[], ["--against", "torch"]], ids=["alone", "vs-torch"])
 def test_bench_runs_on_tiny_sizes_and_writes_json(tmp_path, against):
     if against:
@@ -79,7 +86,7 @@ def test_bench_runs_on_tiny_sizes_and_writes_json(tmp_path, against):
     assert saved["results"][0]["preset"] == "synthetic" and saved["machine"]["matmul_gflops"] > 0
     r = results[0]
     assert r["batch"] == 2 and r["steps"] == 2 and r["train_gflop"] > 0 and r["peak_mib"] > 0
-    assert r["matmul_gflops"] > 0 and 0 < r["minihart"]["peak_percent"]
+    assert r["matmul_gflops"] > 0 and 0 < r["minihart"]["peak_percent"] and 0 < r["minihart"]["best_peak_percent"]
     assert r["minihart"]["train_ms"] > 0 and r["minihart"]["track_fps_1"] > 0
     assert ("torch" in r) == bool(against)
     if against:
