@@ -189,7 +189,8 @@ def main(argv=None) -> int:
     w = max(len(r["op"]) for r in rows)
     print(f"{'op':<{w}}  {'rel. error':>10}  {'tol':>7}  result  shapes")
     for r in rows:
-        print(f"{r['op']:<{w}}  {r['error']:10.2e}  {r['tol']:7.0e}  {'pass' if r['passed'] else 'FAIL':6}  {r['shapes']}")
+        result = "pass" if r["passed"] else "FAIL"
+        print(f"{r['op']:<{w}}  {r['error']:10.2e}  {r['tol']:7.0e}  {result:6}  {r['shapes']}")
     n_fail = sum(not r["passed"] for r in rows)
     print(f"{len(rows) - n_fail} passed, {n_fail} failed")
     return 1 if n_fail else 0

@@ -130,7 +130,7 @@ def train(args) -> str:
         run["skip_nonfinite"] = run["skip_nonfinite"] or args.skip_nonfinite
         for flag in ("dataset", "preset"):
             given = getattr(args, flag)
-            if given is not None and given not in (run[flag], DEFAULTS["synthetic"][flag] if flag == "dataset" else None):
+            if given is not None and given != run[flag]:
                 raise TrainingError(f"--resume {out!r}: the run was made with --{flag} {run[flag]}, not {given}")
     else:
         params, cfg, opt, run, state = _new_run(args)

@@ -110,6 +110,8 @@ def test_train_bad_input_gives_messages_not_tracebacks(run_dir, tmp_path, capsys
     assert "unknown preset 'nope'" in capsys.readouterr().err
     assert train.main(["--resume", run_dir, "--preset", "kth"] + TINY_RUN) == 2
     assert "made with --preset synthetic" in capsys.readouterr().err
+    assert train.main(["--resume", run_dir, "--dataset", "kth"] + TINY_RUN) == 2  # was a KeyError traceback
+    assert "made with --dataset synthetic, not kth" in capsys.readouterr().err
     assert train.main(["--resume", str(tmp_path / "none")] + TINY_RUN) == 2
     assert "no checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):

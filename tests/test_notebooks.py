@@ -1,7 +1,6 @@
 """The tutorials: every notebook runs top to bottom under MINIHART_FAST=1 (as CI runs it), is
 committed without outputs, shows a picture and cites the paper's equations; the index lists every
 notebook; every exercise solution runs."""
-import os
 import re
 import runpy
 from pathlib import Path

@@ -25,11 +25,12 @@ def v1_shapes(cfg: Config):
         if spec[0] in ("conv", "pool"):
             k, s = spec[2:4] if spec[0] == "conv" else spec[1:3]
             pad = spec[4] if spec[0] == "conv" else 0
-            t, b, l, r = pad if isinstance(pad, tuple) else (pad,) * 4
-            if (h + t + b - k) % s or (w + l + r - k) % s or h + t + b < k or w + l + r < k:
+            top, bot, left, right = pad if isinstance(pad, tuple) else (pad,) * 4
+            hp, wp = h + top + bot, w + left + right
+            if (hp - k) % s or (wp - k) % s or hp < k or wp < k:
                 raise ValueError(f"preset {cfg.name!r}: V1 layer {spec} does not fit its {h}x{w} input "
                                  f"(size {k}, stride {s}, padding {pad} must give an integer output size)")
-            c, h, w = (spec[1] if spec[0] == "conv" else c), (h + t + b - k) // s + 1, (w + l + r - k) // s + 1
+            c, h, w = (spec[1] if spec[0] == "conv" else c), (hp - k) // s + 1, (wp - k) // s + 1
         out.append((spec[0], (c, h, w)))
     return out, (c, h, w)
 
