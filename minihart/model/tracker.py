@@ -42,6 +42,8 @@ class Tracker:
         validate_boxes(box, "box", frame.shape[2:])
         (a, h, c), _ = init_forward(self.p, self.cfg, frame, box)
         self.state, self.single, self.hw = (a, h, c, h), single, frame.shape[2:]
+        H, W = self.hw  # made once: a copy from the host inside step could wait for the device
+        self.scale = xp.asarray([H, W, H, W], frame.dtype)
         self.step(frame)  # as in training, the first step sees the first frame again
         return self
 
@@ -52,12 +54,9 @@ class Tracker:
         frame, _ = self._batch(frame)
         if tuple(frame.shape[2:]) != tuple(self.hw):
             raise ValueError(f"frame size {tuple(frame.shape[2:])} differs from the first frame's {tuple(self.hw)}")
-        xp = get_array_module(frame)
         a, h, c, alpha = self.state
         out, _ = step_forward(self.p, self.cfg, frame, a, h, c, alpha, None)
-        H, W = self.hw
-        scale = xp.asarray([H, W, H, W], frame.dtype)
-        self.last = dict(att=a * scale, glimpse=out["g"], map=sigmoid(out["logits"]))
+        self.last = dict(att=a * self.scale, glimpse=out["g"], map=sigmoid(out["logits"]))
         self.state = (out["a_next"], out["h"], out["c"], out["h"])
-        box = out["pred"] * scale
+        box = out["pred"] * self.scale
         return box[0] if self.single else box
