@@ -73,6 +73,10 @@ def _dev(r):
     return r.view(ndarray) if type(r) is np.ndarray else r
 
 
+_LAUNCHES = [None]  # the counter of count_launches while it runs
+_COMPUTE = {"where", "vdot", "dot", "tensordot", "einsum"}  # functions, not ufuncs, that launch a kernel
+
+
 class _Proxy(types.ModuleType):
     """``getattr`` on NumPy (or one of its submodules), results turned into device arrays."""
 
@@ -85,7 +89,11 @@ class _Proxy(types.ModuleType):
         if isinstance(a, types.ModuleType):
             return _Proxy(f"{self.__name__}.{name}", a)
         if callable(a) and not isinstance(a, type):
-            return lambda *args, **kwargs: _dev(a(*args, **kwargs))
+            def call(*args, **kwargs):
+                if _LAUNCHES[0] is not None and name in _COMPUTE:
+                    _LAUNCHES[0][0] += 1
+                return _dev(a(*args, **kwargs))
+            return call
         return a
 
 
@@ -254,9 +262,11 @@ def to_device(a):
 @contextlib.contextmanager
 def count_launches():
     """Within the block, count what would be GPU kernel launches on CuPy: every ufunc call on
-    device arrays (arithmetic, ``exp``, ``matmul``, reductions) and every ``ElementwiseKernel``
-    call. Yields a one-element list holding the count. (Copies are not counted.)"""
+    device arrays (arithmetic, ``exp``, ``matmul``, reductions), every call of ``where``,
+    ``vdot``, ``dot``, ``tensordot`` or ``einsum``, and every ``ElementwiseKernel`` call.
+    Yields a one-element list holding the count. (Copies and new arrays are not counted.)"""
     count = [0]
+    _LAUNCHES[0] = count
     call = ElementwiseKernel.__call__
 
     def kernel_call(self, *args):
@@ -275,3 +285,4 @@ def count_launches():
     finally:
         ElementwiseKernel.__call__ = call
         del ndarray.__array_ufunc__
+        _LAUNCHES[0] = None

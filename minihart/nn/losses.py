@@ -207,9 +207,8 @@ def l2_forward(arrays):
     """
     if len(arrays) == 0:
         raise ValueError("l2_forward: arrays is empty")
-    total = (arrays[0] * arrays[0]).sum()
-    for x in arrays[1:]:
-        total = total + (x * x).sum()
+    xp = get_array_module(*arrays)
+    total = sum(xp.vdot(x.ravel(), x.ravel()) for x in arrays)  # one pass each, no x * x temporary
     return 0.5 * total, list(arrays)
 
 
