@@ -5,7 +5,8 @@ time, RMSProp update), tracking inference in frames per second (one sequence, an
 the peak memory of a training step, and the achieved GFLOP/s against the matrix-multiply peak
 measured on the same machine. FLOPs are counted analytically (2 per multiply-add of every
 matrix product and convolution; the backward pass of a layer costs twice its forward, except
-the glimpse, whose image gradient is never needed) and printed.
+the glimpse, whose image gradient is never needed) and printed. The share of the peak is
+taken round by round (:func:`percent_of_peak`), as the speed of a shared machine drifts.
 
 ``--against torch`` builds the same model in PyTorch (:mod:`minihart.bench_torch`) with the
 same parameters, inputs and dropout/zoneout masks, first checks that outputs and gradients
