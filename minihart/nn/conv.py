@@ -75,20 +75,15 @@ def im2col(x, kh, kw, stride=1, pad=0, batch_inner=False):
     if kernels.enabled(xp):  # on a GPU: one fused kernel (minihart.nn.kernels)
         return kernels.im2col(x, kh, kw, stride, pad, ho, wo, batch_inner)
     n, c, h, w = x.shape
-    if batch_inner:
-        src = xp.zeros((c, h + 2 * pad, w + 2 * pad, n), dtype=x.dtype)
-        src[:, pad:pad + h, pad:pad + w] = x.transpose(1, 2, 3, 0)
-        cols = xp.empty((c, kh, kw, ho, wo, n), dtype=x.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                cols[:, i, j] = src[:, i:i + stride * ho:stride, j:j + stride * wo:stride]
-        return cols
-    xpad = _pad(x, pad, 0)
-    cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+    hp, wp = h + 2 * pad, w + 2 * pad
+    # the copies read (C, Hp, Wp, N) batch inner, else (N C, Hp, Wp): the same loop for both
+    src = xp.zeros((c, hp, wp, n) if batch_inner else (n * c, hp, wp), dtype=x.dtype)
+    src[:, pad:pad + h, pad:pad + w] = x.transpose(1, 2, 3, 0) if batch_inner else x.reshape(n * c, h, w)
+    cols = xp.empty((src.shape[0], kh, kw, ho, wo) + src.shape[3:], dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xpad[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
-    return cols
+            cols[:, i, j] = src[:, i:i + stride * ho:stride, j:j + stride * wo:stride]
+    return cols if batch_inner else cols.reshape(n, c, kh, kw, ho, wo)
 
 
 def col2im(cols, x_shape, stride=1, pad=0, batch_inner=False):
@@ -103,17 +98,13 @@ def col2im(cols, x_shape, stride=1, pad=0, batch_inner=False):
         return kernels.col2im(cols, x_shape, stride, pad, batch_inner)
     n, c, h, w = x_shape
     kh, kw, ho, wo = cols.shape[1:5] if batch_inner else cols.shape[2:]
-    if batch_inner:  # sum in (C, H, W, N), rows of Wo * N numbers, then back to (N, C, H, W)
-        out = xp.zeros((c, h + 2 * pad, w + 2 * pad, n), dtype=cols.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                out[:, i:i + stride * ho:stride, j:j + stride * wo:stride] += cols[:, i, j]
-        return xp.ascontiguousarray(out[:, pad:pad + h, pad:pad + w].transpose(3, 0, 1, 2))
-    out = xp.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=cols.dtype)
+    cols = cols if batch_inner else cols.reshape(n * c, kh, kw, ho, wo)  # as im2col's copies read
+    out = xp.zeros((cols.shape[0], h + 2 * pad, w + 2 * pad) + cols.shape[5:], dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            out[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] += cols[:, :, i, j]
-    return out[:, :, pad:pad + h, pad:pad + w]
+            out[:, i:i + stride * ho:stride, j:j + stride * wo:stride] += cols[:, i, j]
+    out = out[:, pad:pad + h, pad:pad + w]  # crop the padding, back to (N, C, H, W)
+    return xp.ascontiguousarray(out.transpose(3, 0, 1, 2)) if batch_inner else out.reshape(n, c, h, w)
 
 
 # --------------------------------------------------------------------------- convolution
