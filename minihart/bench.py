@@ -301,7 +301,13 @@ def main(argv=None):
     keep_freed_memory()
     if args.tiny:
         args.batch, args.steps, args.repeat = 2, 2, 1
-    xp, torch = array_module(args.device), None
+    for flag, low in (("batch", 1), ("steps", 2), ("repeat", 1)):  # tracking steps over frames 1..T-1
+        if getattr(args, flag) < low:
+            ap.error(f"--{flag} must be at least {low}, got {getattr(args, flag)}")
+    try:
+        xp, torch = array_module(args.device), None
+    except RuntimeError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if args.against:
         try:
             import torch  # noqa: PLC0415
@@ -321,8 +327,11 @@ def main(argv=None):
         dev = "cuda" if gpu else "cpu"
         info["torch_matmul_gflops"] = matmul_peak(torch.matmul, lambda k: torch.ones((k, k), device=dev),
                                                   torch.cuda.synchronize if gpu else (lambda: None), n)
-    results = [bench_preset(name, args, xp, args.against and ("cuda" if gpu else "cpu"), (n, lambda: a @ a))
-               for name in args.presets]
+    try:
+        results = [bench_preset(name, args, xp, args.against and ("cuda" if gpu else "cpu"), (n, lambda: a @ a))
+                   for name in args.presets]
+    except RuntimeError as exc:  # minihart and PyTorch disagree: no race
+        raise SystemExit(f"error: {exc}") from None
     print(f"{info['device']}: {info['cpu']}, {info['cores']} cores, BLAS threads {info['numpy_blas_threads']}, "
           f"torch threads {info['torch_threads']}; float32 matmul peak {peak:.0f} GFLOP/s (NumPy/CuPy)"
           + (f", {info['torch_matmul_gflops']:.0f} (torch)" if torch is not None else ""))

@@ -69,6 +69,17 @@ def test_flop_count_by_hand():
     assert 1.5e9 < model_flops(preset("kitti"), (187, 621), 1, 1)[0] < 4e9
 
 
+def test_bad_arguments_give_messages_not_tracebacks(capsys, monkeypatch):
+    for flag, value in (("--steps", "1"), ("--batch", "0"), ("--repeat", "0")):
+        with pytest.raises(SystemExit) as exc:
+            main(["--presets", "synthetic", flag, value])
+        assert exc.value.code == 2 and f"{flag} must be at least" in capsys.readouterr().err
+    import minihart.backend as backend
+    monkeypatch.setattr(backend, "_import_cupy", lambda: (None, "no CUDA GPU here (test)"))
+    with pytest.raises(SystemExit, match="device 'gpu' was requested but cannot be used: no CUDA GPU here"):
+        main(["--tiny", "--device", "gpu"])
+
+
 def test_percent_of_peak_sets_each_run_against_its_own_round():
     # the machine is twice as fast in round 2: the run keeps 25 % of the peak in every round,
     # while against the best product (0.5 s) its median (2 s) would be 12.5 %
