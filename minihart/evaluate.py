@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
+from minihart.cli import number
 from minihart.model import forward, load
 from minihart.viz import plot_evaluation, tracking_frame, write_video
 
@@ -85,9 +86,9 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", choices=["synthetic", "kth", "kitti"],
                    help="dataset to evaluate on (default: the run's)")
     p.add_argument("--data-root", help="folder of the prepared dataset (default: the run's, or ./data/NAME)")
-    p.add_argument("--seq-len", type=int, help="time steps per sequence (default: 30; 60 for kitti)")
-    p.add_argument("--sequences", type=int, help="evaluate at most this many sequences")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
+    p.add_argument("--seq-len", type=number(int, 2), help="time steps per sequence (default: 30; 60 for kitti)")
+    p.add_argument("--sequences", type=number(int, 1), help="evaluate at most this many sequences")
+    p.add_argument("--batch-size", type=number(int, 1), default=16, help="sequences per forward pass")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     p.add_argument("--out", help="output folder (default: RUNDIR/eval or next to the checkpoint)")
     args = p.parse_args(argv)

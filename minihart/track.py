@@ -17,6 +17,7 @@ import numpy as np
 
 from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
 from minihart.boxes import from_xywh, iou, to_xywh, validate_boxes
+from minihart.cli import number
 from minihart.data.batching import to_float_frames
 from minihart.model import Tracker, load
 from minihart.viz import tracking_frame, write_video
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--box", help="x,y,w,h of the object in the first frame, pixels (default for OTB: "
                                  "the first ground-truth box)")
     p.add_argument("--out", help="output folder (default: tracks/<video name>)")
-    p.add_argument("--max-frames", type=int, help="track at most this many frames")
+    p.add_argument("--max-frames", type=number(int, 2), help="track at most this many frames")
     p.add_argument("--gif", action="store_true", help="write tracking.gif instead of tracking.mp4")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     args = p.parse_args(argv)

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from minihart.backend import array_module, asnumpy, keep_freed_memory, resolve_device, to_device
+from minihart.cli import number
 from minihart.data.batching import Curriculum, DatasetNotPrepared
 from minihart.model import backward, count_params, forward, init_params, load, preset, sample_noise, save
 from minihart.model.params import atomic_savez  # noqa: F401  (re-exported for tests)
@@ -241,24 +242,27 @@ def build_parser():
     p.add_argument("--preset", help="model preset: synthetic, kth or kitti (default: the dataset's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
                    help="auto: the GPU when CuPy sees one, else CPU")
-    p.add_argument("--steps", type=int, help="stop after this many training steps")
-    p.add_argument("--minutes", type=float, help="stop after this many minutes (synthetic default: 10)")
-    p.add_argument("--batch-size", type=int, help="sequences per step (default: per dataset)")
+    p.add_argument("--steps", type=number(int, 1), help="stop after this many training steps")
+    p.add_argument("--minutes", type=number(float, 0, above=True),
+                   help="stop after this many minutes (synthetic default: 10)")
+    p.add_argument("--batch-size", type=number(int, 1), help="sequences per step (default: per dataset)")
     p.add_argument("--lr", type=float, help="learning rate (paper: 3.33e-5 KTH, 3.33e-6 KITTI)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default rmsprop (momentum 0.9)")
-    p.add_argument("--clip", type=float, default=0.3, help="global gradient-norm clip (reference: 0.3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and noise")
+    p.add_argument("--clip", type=number(float, 0), default=0.3,
+                   help="global gradient-norm clip (reference: 0.3; 0: no clipping)")
+    p.add_argument("--seed", type=number(int, 0), default=0, help="seed of initialisation, data order and noise")
     p.add_argument("--out", help="run folder (default: runs/DATASET-TIME)")
     p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
     p.add_argument("--data-root", help="prepared KTH/KITTI folder (default: ./data/NAME or $MINIHART_DATA)")
     p.add_argument("--difficulty", help="synthetic difficulty: easy, medium, hard or a number in [0, 1]")
     p.add_argument("--alexnet", help="bvlc_alexnet.npy to initialise V1 of the kitti preset")
-    p.add_argument("--eval-every", type=int, help="evaluate and checkpoint every N steps")
-    p.add_argument("--eval-sequences", type=int, default=64, help="held-out sequences per evaluation")
-    p.add_argument("--epoch-steps", type=int, help="steps per curriculum epoch (default: one pass over the data)")
-    p.add_argument("--threshold", type=float, help="train IoU needed to lengthen sequences")
-    p.add_argument("--min-epochs", type=int, help="epochs at a length before it may grow")
-    p.add_argument("--max-len", type=int, help="longest training sequence")
+    p.add_argument("--eval-every", type=number(int, 1), help="evaluate and checkpoint every N steps")
+    p.add_argument("--eval-sequences", type=number(int, 1), default=64, help="held-out sequences per evaluation")
+    p.add_argument("--epoch-steps", type=number(int, 1),
+                   help="steps per curriculum epoch (default: one pass over the data)")
+    p.add_argument("--threshold", type=number(float, 0, 1), help="train IoU needed to lengthen sequences")
+    p.add_argument("--min-epochs", type=number(int, 0), help="epochs at a length before it may grow")
+    p.add_argument("--max-len", type=number(int, 5), help="longest training sequence (the curriculum starts at 5)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")

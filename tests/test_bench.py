@@ -73,7 +73,7 @@ def test_bad_arguments_give_messages_not_tracebacks(capsys, monkeypatch):
     for flag, value in (("--steps", "1"), ("--batch", "0"), ("--repeat", "0")):
         with pytest.raises(SystemExit) as exc:
             main(["--presets", "synthetic", flag, value])
-        assert exc.value.code == 2 and f"{flag} must be at least" in capsys.readouterr().err
+        assert exc.value.code == 2 and f"argument {flag}: must be at least" in capsys.readouterr().err
     import minihart.backend as backend
     monkeypatch.setattr(backend, "_import_cupy", lambda: (None, "no CUDA GPU here (test)"))
     with pytest.raises(SystemExit, match="device 'gpu' was requested but cannot be used: no CUDA GPU here"):

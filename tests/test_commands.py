@@ -105,6 +105,23 @@ def test_track_rejects_unreadable_video_and_bad_checkpoints(run_dir, tmp_path, c
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, flag, value, message", [
+    (train, "--batch-size", "0", "must be at least 1"), (train, "--steps", "0", "must be at least 1"),
+    (train, "--clip", "-1", "must be at least 0"),  # a negative clip flipped every gradient
+    (train, "--eval-every", "0", "must be at least 1"),  # was a ZeroDivisionError
+    (train, "--max-len", "3", "must be at least 5"), (train, "--minutes", "0", "must be above 0"),
+    (train, "--minutes", "nan", "must be a number"), (train, "--threshold", "1.5", "must be at most 1"),
+    (train, "--seed", "-1", "must be at least 0"), (train, "--steps", "x", "invalid int value"),
+    (evaluate, "--seq-len", "1", "must be at least 2"),  # one frame has no prediction to score
+    (evaluate, "--sequences", "0", "must be at least 1"), (evaluate, "--batch-size", "0", "must be at least 1"),
+    (track, "--max-frames", "1", "must be at least 2")])
+def test_bad_numbers_on_the_command_line_name_their_flag(command, flag, value, message, capsys):
+    required = {train: [], evaluate: ["--run", "r"], track: ["--checkpoint", "c", "--video", "v"]}[command]
+    with pytest.raises(SystemExit) as exc:
+        command.main(required + [flag, value])
+    assert exc.value.code == 2 and f"argument {flag}: {message}" in capsys.readouterr().err
+
+
 def test_train_bad_input_gives_messages_not_tracebacks(run_dir, tmp_path, capsys):
     assert train.main(["--preset", "nope", "--out", str(tmp_path / "a")] + TINY_RUN) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
