@@ -25,6 +25,23 @@ from minihart.viz import tracking_frame, write_video
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
 
+def _read_image(path):
+    """One image as uint8 RGB ``(H, W, 3)``, whatever its mode: grey, palette, RGBA and 16-bit
+    images of one folder all come out alike (16 bits keep their high byte)."""
+    from PIL import Image  # noqa: PLC0415  (installed with imageio)
+    try:
+        with Image.open(path) as img:
+            if img.mode.startswith("I;16"):
+                grey = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
+            if img.mode in ("I", "F"):
+                raise ValueError(f"--video: image {path!r} has {img.mode!r} pixels (32-bit); "
+                                 "use 8- or 16-bit images")
+            return np.asarray(img.convert("RGB"))
+    except OSError as exc:
+        raise ValueError(f"--video: cannot read image {path!r} ({exc})") from None
+
+
 def read_frames(path, max_frames=None):
     """Frames of a video file or a folder of images as uint8 ``(N, H, W[, 3])``, and the OTB
     ground truth ``(N, 4)`` ``[y, x, h, w]`` when ``path`` is an OTB-format folder (else None)."""
@@ -38,13 +55,7 @@ def read_frames(path, max_frames=None):
         files = sorted(f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXT))
         if not files:
             raise ValueError(f"--video {path!r}: the folder holds no {'/'.join(IMAGE_EXT)} images")
-        import imageio.v3 as iio  # noqa: PLC0415
-        frames = []
-        for f in files[:max_frames]:
-            try:
-                frames.append(iio.imread(f))
-            except Exception as exc:
-                raise ValueError(f"--video: cannot read image {f!r} ({exc})") from None
+        frames = [_read_image(f) for f in files[:max_frames]]
     elif os.path.isfile(path):
         import imageio.v3 as iio  # noqa: PLC0415
         try:

@@ -91,6 +91,29 @@ def test_track_rejects_bad_boxes(run_dir, tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_a_folder_of_mixed_images_reads_as_one_rgb_video(tmp_path, capsys):
+    """Grey, palette, RGBA and 16-bit PNGs in one folder (np.stack used to fail on them, and a
+    16-bit frame would have been scaled by 1/255 as if it were 8-bit)."""
+    from PIL import Image
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    grey16 = np.full((12, 16), 0x1234, np.uint16)
+    Image.fromarray(rgb).save(tmp_path / "0.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "1.png")
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "2.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "3.png")
+    Image.fromarray(grey16).save(tmp_path / "4.png")
+    (tmp_path / "5.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image .*5.png"):
+        track.read_frames(str(tmp_path))
+    os.remove(tmp_path / "5.png")
+    frames, truth = track.read_frames(str(tmp_path))
+    assert frames.shape == (5, 12, 16, 3) and frames.dtype == np.uint8 and truth is None
+    np.testing.assert_array_equal(frames[0], rgb)
+    np.testing.assert_array_equal(frames[1], np.repeat(rgb[..., :1], 3, axis=2))
+    np.testing.assert_array_equal(frames[2], rgb)
+    assert (frames[4] == 0x12).all()  # the high byte
+
+
 def test_track_rejects_unreadable_video_and_bad_checkpoints(run_dir, tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
