@@ -163,13 +163,14 @@ def run_case(name: str, xp=np, seed: int = 0) -> dict:
 
 def main(argv=None) -> int:
     import argparse  # noqa: PLC0415
+    from minihart.cli import number  # noqa: PLC0415
     p = argparse.ArgumentParser(prog="python -m minihart.gradcheck",
                                 description="Gradient-check every registered op in float64 and "
                                             "print a table (op, shapes, relative error, pass/fail).")
     p.add_argument("ops", nargs="*", help="names of ops to check (default: all)")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "gpu"],
                    help="array module to run on (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random upstream gradient")
+    p.add_argument("--seed", type=number(int, 0), default=0, help="seed of the random upstream gradient")
     args = p.parse_args(argv)
     from minihart.backend import array_module  # noqa: PLC0415
     try:

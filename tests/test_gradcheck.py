@@ -181,3 +181,5 @@ def test_command_selects_ops_and_rejects_unknown_ones():
     assert res.returncode == 0 and [ln.split()[0] for ln in res.stdout.splitlines()[1:-1]] == ["lrn", "maxpool2d"]
     res = _run_gradcheck_cli("no_such_op")
     assert res.returncode == 2 and "unknown op" in res.stderr
+    res = _run_gradcheck_cli("--seed", "-1", "lrn")  # was a NumPy traceback from default_rng
+    assert res.returncode == 2 and "argument --seed: must be at least 0" in res.stderr
