@@ -172,6 +172,16 @@ def test_bad_inputs_raise_value_error(rng):
         preset("nope")
     with pytest.raises(RuntimeError, match="init"):
         Tracker(params, TINY).step(frames[0, 0])
+    video = (frames * 255).astype(np.uint8)  # raw video used to run silently at 255 times the scale
+    with pytest.raises(ValueError, match="frames must be floating point in .0, 1., got uint8"):
+        forward(params, TINY, video, boxes, presence)
+    with pytest.raises(ValueError, match="frame must be floating point in .0, 1., got uint8.*to_float_frames"):
+        Tracker(params, TINY).init(video[0, 0], boxes[0, 0])
+    with pytest.raises(ValueError, match=r"box must be \[y, x, h, w\] .* got shape \(3,\)"):
+        Tracker(params, TINY).init(frames[0, 0], boxes[0, 0, :3])
+    with pytest.raises(ValueError, match=r"B = 2 frames, got shape \(4,\)"):
+        Tracker(params, TINY).init(frames[:, 0], boxes[0, 0])
+    Tracker(params, TINY).init(frames[:1, 0], boxes[0, 0])  # one frame of a batch and its box: fine
 
 
 def test_a_v1_that_does_not_fit_its_glimpse_is_named():

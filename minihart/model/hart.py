@@ -273,6 +273,9 @@ def validate_inputs(cfg: Config, frames, boxes, presence, check_boxes=True):
     if frames.ndim != 5 or frames.shape[2] != cfg.channels:
         raise ValueError(f"frames must be (B, T, C={cfg.channels}, H, W) for preset {cfg.name!r}, "
                          f"got {tuple(frames.shape)}")
+    if frames.dtype.kind != "f":  # uint8 video would run silently at 255 times the scale
+        raise ValueError(f"frames must be floating point in [0, 1], got {frames.dtype}; convert "
+                         "stored uint8 frames with minihart.data.batching.to_float_frames")
     B, T = frames.shape[:2]
     if tuple(boxes.shape) != (B, T, 4):
         raise ValueError(f"boxes must be (B, T, 4) = {(B, T, 4)} to match frames{tuple(frames.shape)}, "

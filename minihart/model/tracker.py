@@ -26,7 +26,11 @@ class Tracker:
 
     def _batch(self, frame):
         xp = get_array_module(frame)
-        frame = xp.asarray(frame, dtype=self.p["feat.W"].dtype)
+        frame = xp.asarray(frame)
+        if frame.dtype.kind != "f":  # uint8 video would be tracked at 255 times the scale
+            raise ValueError(f"frame must be floating point in [0, 1], got {frame.dtype}; convert "
+                             "uint8 video frames with minihart.data.batching.to_float_frames")
+        frame = frame.astype(self.p["feat.W"].dtype, copy=False)
         single = frame.ndim == 3
         frame = frame[None] if single else frame
         if frame.ndim != 4 or frame.shape[1] != self.cfg.channels:
@@ -38,7 +42,11 @@ class Tracker:
         """Start tracking the object in ``box`` ([y, x, h, w] pixels, or (B, 4)) of ``frame``."""
         frame, single = self._batch(frame)
         xp = get_array_module(frame)
-        box = xp.asarray(box, dtype=frame.dtype).reshape(-1, 4)
+        box = xp.asarray(box, dtype=frame.dtype)
+        if box.shape != (len(frame), 4) and not (len(frame) == 1 and box.shape == (4,)):
+            raise ValueError(f"box must be [y, x, h, w] (one frame) or (B, 4) for B = {len(frame)} frames, "
+                             f"got shape {tuple(box.shape)}")
+        box = box.reshape(-1, 4)
         validate_boxes(box, "box", frame.shape[2:])
         (a, h, c), _ = init_forward(self.p, self.cfg, frame, box)
         self.state, self.single, self.hw = (a, h, c, h), single, frame.shape[2:]
