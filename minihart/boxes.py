@@ -189,7 +189,10 @@ def iou_backward(diou, cache: IoUCache):
 def iou(a, b):
     """IoU of ``(..., 4)`` boxes (value only; ``a`` and ``b`` broadcast against each other)."""
     xp = get_array_module(a, b)
-    a, b = xp.broadcast_arrays(a, b)
+    try:
+        a, b = xp.broadcast_arrays(a, b)
+    except ValueError:
+        raise ValueError(f"iou: boxes a{tuple(a.shape)} and b{tuple(b.shape)} do not broadcast together") from None
     return iou_forward(a, b)[0]
 
 

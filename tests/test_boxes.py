@@ -73,6 +73,8 @@ def test_intersection_and_iou_broadcast(xp):
     np.testing.assert_allclose(asnumpy(iou(a, xp.asarray(np.array([1.0, 1, 2, 2])))), [1 / 7, 1, 0])
     with pytest.raises(ValueError, match=r"a\(3, 4\) and b\(4,\)"):
         iou_forward(a, a[0])
+    with pytest.raises(ValueError, match=r"iou: boxes a\(3, 4\) and b\(2, 4\) do not broadcast"):
+        iou(a, a[:2])
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 3), (3, 1, 2)])
