@@ -214,3 +214,26 @@ def test_a_tracking_step_launches_few_kernels(rng, emulator):
     with kernels.plain(), cupy_emulator.count_launches() as plain:
         tracker.step(frames[:, 2])
     assert launches[0] <= 100 and 2 * launches[0] < plain[0], (launches[0], plain[0])  # 89 and 280 now
+
+
+def test_a_training_step_launches_few_kernels(rng, emulator):
+    """The same bound for training: forward through time, backward, clipping and the RMSProp
+    update of the kitti preset (B = 1, T = 3), counted on the emulator."""
+    import cupy_emulator
+    from minihart.bench import make_batch
+    from minihart.model import backward, forward, init_params, preset, sample_noise
+    from minihart.optim import RMSProp, clip_by_global_norm
+    cfg = preset("kitti")
+    params = cupy_emulator.to_device(init_params(cfg, rng))
+    frames, boxes, presence, _ = cupy_emulator.to_device(list(make_batch(cfg, 1, 3)))
+    noise, opt = sample_noise(cfg, rng, 1, 3, emulator), RMSProp()
+
+    def step():
+        out, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
+        opt.step(params, clip_by_global_norm(backward(cache), 1.0)[0])
+    step()  # the optimiser's state exists
+    with cupy_emulator.count_launches() as launches:
+        step()
+    with kernels.plain(), cupy_emulator.count_launches() as plain:
+        step()
+    assert launches[0] <= 1500 and 2 * launches[0] < plain[0], (launches[0], plain[0])  # 1,371 and 3,661 now
