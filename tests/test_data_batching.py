@@ -180,3 +180,21 @@ def test_make_dataset_errors_and_not_prepared_message(tmp_path, monkeypatch):
         assert str(tmp_path / "store" / name) in msg
         assert f"python data_scripts/get_{name}.py --root {tmp_path / 'store' / name}" in msg
         assert "--dataset synthetic" in msg
+
+
+def test_bad_sizes_are_named_not_silently_changed():
+    """seq_len=0 used to mean whole tracks (a falsy 0), size=0 and channels=0 the defaults;
+    batch_size=0 failed inside np.stack or range()."""
+    from minihart.data.synthetic import sequence
+    ds, rng = make_dataset("synthetic", size=4), np.random.default_rng(0)
+    for call, message in [(lambda: ds.batch(rng, 0, 5), "batch_size must be a positive integer, got 0"),
+                          (lambda: ds.batch(rng, 2, 0), "seq_len must be a positive integer or None"),
+                          (lambda: ds.batch(rng, 2, -3), "seq_len must be"),
+                          (lambda: next(ds.batches(0, 5)), "batch_size must be"),
+                          (lambda: make_dataset("synthetic", size=0), "size a positive integer, got .* size=0"),
+                          (lambda: make_dataset("synthetic", channels=2), "channels must be 1 or 3"),
+                          (lambda: sequence(0, 0), "need seq_len >= 1"),
+                          (lambda: Curriculum(threshold=2), "threshold is an IoU in .0, 1.")]:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert ds.batch(rng, 2, None)[0].shape[:2] == (2, 32)  # None: whole synthetic sequences

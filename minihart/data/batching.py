@@ -136,9 +136,18 @@ class WindowSet:
         validate_boxes(boxes[:, 0], f"{self.name}: the first boxes of a batch", self.image_hw)
         return self.frames_to(frames, xp), xp.asarray(boxes), xp.asarray(presence)
 
+    def _check(self, batch_size, seq_len):
+        """``ValueError`` naming the argument unless batch_size >= 1 and seq_len is None or >= 1."""
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"{self.name}: batch_size must be a positive integer, got {batch_size!r}")
+        if seq_len is not None and (not isinstance(seq_len, (int, np.integer)) or seq_len < 1):
+            raise ValueError(f"{self.name}: seq_len must be a positive integer or None (whole tracks), "
+                             f"got {seq_len!r}")
+
     def batch(self, rng, batch_size, seq_len, xp=np):
         """``batch_size`` random windows of ``seq_len`` frames (without replacement when there
         are enough): ``frames (B, T, C, H, W), boxes (B, T, 4), presence (B, T)`` on ``xp``."""
+        self._check(batch_size, seq_len)
         n = self.num_windows(seq_len)
         if n == 0:
             raise ValueError(f"{self.name}: no window of {seq_len} frames (tracks too short?)")
@@ -147,6 +156,7 @@ class WindowSet:
     def batches(self, batch_size, seq_len, seed=None, epoch=0, xp=np):
         """Every window once, in batches (the last one may be smaller). ``seed=None``: in order,
         not augmented (evaluation); else shuffled by :func:`epoch_order` and augmented."""
+        self._check(batch_size, seq_len)
         n = self.num_windows(seq_len)
         order = np.arange(n) if seed is None else epoch_order(n, seed, epoch)
         rng = None if seed is None else np.random.default_rng([seed, epoch, 1])
@@ -233,6 +243,9 @@ class Curriculum:
                  seq_len=None, epochs_at_len=0):
         if not 1 <= start <= stop:
             raise ValueError(f"Curriculum: need 1 <= start <= stop, got start={start}, stop={stop}")
+        if not 0 <= threshold <= 1 or min_epochs < 0:
+            raise ValueError(f"Curriculum: threshold is an IoU in [0, 1] and min_epochs >= 0, got "
+                             f"threshold={threshold}, min_epochs={min_epochs}")
         self.start, self.stop, self.min_epochs = start, stop, min_epochs
         self.threshold, self.threshold_decrease = threshold, threshold_decrease
         self.seq_len = start if seq_len is None else seq_len

@@ -196,6 +196,9 @@ def sequence(seed, seq_len, frame_hw=(120, 160), channels=1, knob_values=None):
       frames ``(T, C, H, W)`` float32 in ``[0, 1]``, boxes ``(T, 4)`` float32 ``[y, x, h, w]``
       of the target in pixels (always inside the image).
     """
+    if seq_len < 1 or channels not in (1, 3) or len(frame_hw) != 2 or min(frame_hw) < 1:
+        raise ValueError(f"sequence: need seq_len >= 1, channels 1 or 3 and frame_hw (H, W) >= 1, got "
+                         f"seq_len={seq_len}, channels={channels}, frame_hw={frame_hw}")
     k = knob_values or knobs("easy")
     H, W = frame_hw
     rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
@@ -273,6 +276,10 @@ class Synthetic(WindowSet):
         if split not in SPLITS or flavour not in FLAVOURS:
             raise ValueError(f"Synthetic: split must be one of {list(SPLITS)} and flavour one of "
                              f"{list(FLAVOURS)}, got split={split!r}, flavour={flavour!r}")
+        bad_size = size is not None and not (isinstance(size, (int, np.integer)) and size >= 1)
+        if channels not in (None, 1, 3) or bad_size:
+            raise ValueError(f"Synthetic: channels must be 1 or 3 and size a positive integer, got "
+                             f"channels={channels!r}, size={size!r}")
         hw, c = FLAVOURS[flavour]
         self.image_hw, self.channels = tuple(frame_hw or hw), channels or c
         self.knobs = knobs(difficulty, **knob_overrides)
