@@ -184,6 +184,15 @@ def test_bad_inputs_raise_value_error(rng):
     Tracker(params, TINY).init(frames[:1, 0], boxes[0, 0])  # one frame of a batch and its box: fine
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("n_units", 0, "n_units and mask_features must be positive"),  # was a ZeroDivisionError in init
+    ("dropout", 1.5, "dropout must be in .0, 1."), ("zoneout", -0.1, "dropout must be in .0, 1."),
+    ("dfn", ((4, 2),), "odd kernel"), ("l2", -1.0, "l2 >= 0"), ("glimpse_hw", (1, 5), "two ints >= 2")])
+def test_preset_values_no_layer_could_use_are_named(field, value, message):
+    with pytest.raises(ValueError, match=f"preset 'kth': .*{message}"):
+        preset("kth", **{field: value})
+
+
 def test_a_v1_that_does_not_fit_its_glimpse_is_named():
     with pytest.raises(ValueError, match="does not fit its 27x27 input"):
         init_params(preset("kth", glimpse_hw=(27, 27)), np.random.default_rng(0))

@@ -7,6 +7,7 @@ V1 is a list of layer specs, each a tuple:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 # AlexNet conv1-3 as the reference builds it for KITTI (hart/model/alexnet.py with
@@ -47,6 +48,23 @@ class Config:
     init_window_scale: float = 1.5
     l2: float = 1e-4
     image_hw: tuple = (120, 160)  # the frame size the preset is trained on (data default)
+
+    def __post_init__(self):  # values no layer could use, named here rather than deep inside one
+        def ints(v, low):
+            return all(isinstance(i, numbers.Integral) and i >= low for i in v)
+        problems = [
+            (not ints((self.channels, self.ventral_maps, self.n_units, self.mask_features), 1),
+             "channels, ventral_maps, n_units and mask_features must be positive integers"),
+            (not (len(self.glimpse_hw) == 2 and ints(self.glimpse_hw, 2)), "glimpse_hw must be two ints >= 2"),
+            (not (len(self.image_hw) == 2 and ints(self.image_hw, 1)), "image_hw must be two positive ints"),
+            (not all(len(d) == 2 and ints(d, 1) and d[0] % 2 for d in self.dfn),
+             "dfn must be (odd kernel, maps) pairs (an odd kernel keeps the map size)"),
+            (not (0 <= self.zoneout < 1 and 0 <= self.dropout < 1), "zoneout and dropout must be in [0, 1)"),
+            (not (self.att_gain > 0 and self.init_window_scale > 0 and self.l2 >= 0),
+             "att_gain and init_window_scale must be > 0 and l2 >= 0")]
+        bad = [msg for failed, msg in problems if failed]
+        if bad:
+            raise ValueError(f"preset {self.name!r}: " + "; ".join(bad))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
