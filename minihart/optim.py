@@ -27,6 +27,8 @@ def clip_by_global_norm(grads: dict, max_norm: float):
     The scale is computed on the device, so clipping never waits for it. A non-finite norm
     leaves the gradients unscaled; the caller reads the norm and can stop the step and say so.
     """
+    if max_norm < 0:  # a negative scale would turn every gradient around
+        raise ValueError(f"clip_by_global_norm: max_norm must be >= 0 (0: no clipping), got {max_norm}")
     norm = global_norm(grads)
     if not max_norm:
         return grads, norm
@@ -56,6 +58,10 @@ class Optimizer:
         missing = set(params) ^ set(grads)
         if missing:
             raise ValueError(f"params and grads have different keys: {sorted(missing)}")
+        for k in params:
+            if grads[k].shape != params[k].shape:
+                raise ValueError(f"grads[{k!r}] has shape {tuple(grads[k].shape)}, the parameter "
+                                 f"{tuple(params[k].shape)}")
         self.t += 1
         for k in params:
             self._update(k, params[k], grads[k])
@@ -72,6 +78,11 @@ class Optimizer:
             self.state.setdefault(name, {})[slot] = v
 
 
+def _check_rates(what, decays, eps):
+    if not (all(0 <= d < 1 for d in decays) and eps > 0):
+        raise ValueError(f"{what}, eps={eps}: decay rates must be in [0, 1) and eps > 0")
+
+
 class RMSProp(Optimizer):
     """RMSProp with momentum as in TensorFlow's ``RMSPropOptimizer`` (used by the reference):
 
@@ -81,6 +92,7 @@ class RMSProp(Optimizer):
 
     def __init__(self, lr=3.33e-5, rho=0.9, momentum=0.9, eps=1e-10):
         super().__init__(lr)
+        _check_rates(f"RMSProp: rho={rho}, momentum={momentum}", (rho, momentum), eps)
         self.rho, self.momentum, self.eps = rho, momentum, eps
 
     def _update(self, name, p, g):
@@ -101,6 +113,7 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(lr)
+        _check_rates(f"Adam: beta1={beta1}, beta2={beta2}", (beta1, beta2), eps)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _update(self, name, p, g):

@@ -73,3 +73,11 @@ def test_bad_arguments():
         Adam(lr=0)
     with pytest.raises(ValueError, match="different keys"):
         Adam().step({"a": np.zeros(1)}, {"b": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"grads\['a'\] has shape \(4,\), the parameter \(3,\)"):
+        RMSProp().step({"a": np.zeros(3)}, {"a": np.zeros(4)})  # was NumPy's broadcast error
+    with pytest.raises(ValueError, match="decay rates must be in"):
+        RMSProp(momentum=2)  # diverges
+    with pytest.raises(ValueError, match="decay rates must be in"):
+        Adam(beta1=1.0)  # bias correction divides by 1 - beta1^t = 0
+    with pytest.raises(ValueError, match="max_norm must be >= 0"):
+        clip_by_global_norm({"a": np.ones(3)}, -1.0)  # would turn the gradients around
