@@ -116,6 +116,9 @@ def test_dropout_mask_and_dtype(xp, rng):
 def test_dropout_rejects_bad_arguments(p, mask_shape, match):
     with pytest.raises(ValueError, match="dropout_forward: " + match):
         dropout_forward(np.zeros((2, 3)), np.ones(mask_shape), p)
+    if p != 0.5:  # the mask maker refuses the same p (p = 2 gave an all-zero mask)
+        with pytest.raises(ValueError, match="dropout_mask: p must be in"):
+            dropout_mask(np.random.default_rng(0), (2, 3), p)
 
 
 def test_init_affine(rng):

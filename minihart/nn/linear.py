@@ -71,6 +71,8 @@ def dropout_backward(dout, cache: DropoutCache):
 def dropout_mask(rng, shape, p, xp=None):
     """A keep-mask ``(rng.random(shape) >= p)`` as float32, on the device of ``xp``."""
     import numpy as np  # noqa: PLC0415
+    if not 0.0 <= p < 1.0:  # p >= 1 would drop everything, and dropout_forward then refuses it
+        raise ValueError(f"dropout_mask: p must be in [0, 1), got {p}")
     m = (rng.random(shape) >= p).astype(np.float32)
     return m if xp is None or xp is np else xp.asarray(m)
 
