@@ -129,6 +129,13 @@ def test_save_load_round_trip_and_bad_files(tmp_path, rng):
     with pytest.raises(ValueError, match="not a readable"):
         load(str(tmp_path / "bad.npz"))
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp.npz")]
+    data = dict(np.load(path))
+    np.savez(tmp_path / "cfg.npz", **{**data, "config": np.array('{"name": "tiny", "bogus": 1}')})
+    with pytest.raises(ValueError, match="cfg.npz' has an unusable config"):
+        load(str(tmp_path / "cfg.npz"))
+    np.savez(tmp_path / "nan.npz", **{**data, "param/lstm.b": np.full_like(data["param/lstm.b"], np.nan)})
+    with pytest.raises(ValueError, match=r"non-finite or non-float parameters \['lstm.b'\]"):
+        load(str(tmp_path / "nan.npz"))  # would have tracked with NaN boxes
 
 
 def test_alexnet_importer_reads_bvlc_format(tmp_path, rng):

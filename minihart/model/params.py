@@ -130,7 +130,10 @@ def load(path: str, expect_preset: str | None = None):
         raise ValueError(f"checkpoint {path!r} is not a readable .npz file ({exc})") from None
     if "config" not in data:
         raise ValueError(f"checkpoint {path!r} has no 'config' entry: not a minihart checkpoint")
-    cfg = Config.from_dict(json.loads(str(data.pop("config"))))
+    try:
+        cfg = Config.from_dict(json.loads(str(data.pop("config"))))
+    except (ValueError, TypeError) as exc:  # broken JSON, unknown fields, impossible values
+        raise ValueError(f"checkpoint {path!r} has an unusable config ({exc})") from None
     if expect_preset is not None and cfg.name != expect_preset:
         raise ValueError(f"checkpoint {path!r} was made for preset {cfg.name!r}, not {expect_preset!r}")
     params = {k[6:]: v for k, v in data.items() if k.startswith("param/")}
@@ -138,6 +141,9 @@ def load(path: str, expect_preset: str | None = None):
     bad = [k for k in expected if k not in params or params[k].shape != expected[k].shape]
     if bad:
         raise ValueError(f"checkpoint {path!r} does not match its config: missing or misshaped {bad[:5]}")
+    bad = [k for k in expected if params[k].dtype.kind != "f" or not np.isfinite(params[k]).all()]
+    if bad:  # a run that diverged and was saved anyway would evaluate to NaN boxes without a word
+        raise ValueError(f"checkpoint {path!r} has non-finite or non-float parameters {bad[:5]}")
     return params, cfg, {k: v for k, v in data.items() if not k.startswith("param/")}
 
 
