@@ -39,6 +39,10 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     "kitti": dict(preset="kitti", optimizer="rmsprop", lr=3.33e-6, batch_size=10, minutes=None,
                   epoch_steps=None, threshold=0.7, min_epochs=13, max_len=30, eval_every=500),
 }
+COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64)
+# the flags a run is made with: a resumed run keeps them (data_root may change: data can move)
+RUN_FLAGS = ("preset", "optimizer", "lr", "batch_size", "epoch_steps", "threshold", "min_epochs", "max_len",
+             "eval_every", "clip", "seed", "eval_sequences")
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
 
@@ -100,9 +104,8 @@ def _load_run(run_dir, device):
 def _new_run(args):
     args.dataset = args.dataset or "synthetic"
     d = DEFAULTS[args.dataset]
-    run = {k: getattr(args, k) if getattr(args, k, None) is not None else d.get(k)
-           for k in ("preset", "optimizer", "lr", "batch_size", "epoch_steps", "threshold", "min_epochs",
-                     "max_len", "eval_every", "clip", "seed", "eval_sequences")}
+    d = {**COMMON_DEFAULTS, **d}
+    run = {k: getattr(args, k) if getattr(args, k, None) is not None else d.get(k) for k in RUN_FLAGS}
     run.update(dataset=args.dataset, data_root=args.data_root, difficulty=args.difficulty,
                skip_nonfinite=args.skip_nonfinite)
     try:
@@ -129,10 +132,15 @@ def train(args) -> str:
         params, cfg, opt, run, state = _load_run(args.resume, device)
         out = args.resume
         run["skip_nonfinite"] = run["skip_nonfinite"] or args.skip_nonfinite
-        for flag in ("dataset", "preset"):
+        for flag in ("dataset", "difficulty") + RUN_FLAGS:  # silently ignoring them would surprise
             given = getattr(args, flag)
             if given is not None and given != run[flag]:
-                raise TrainingError(f"--resume {out!r}: the run was made with --{flag} {run[flag]}, not {given}")
+                name = "--" + flag.replace("_", "-")
+                raise TrainingError(f"--resume {out!r}: the run was made with {name} {run[flag]}, not {given}; "
+                                    "a resumed run keeps its settings (start a new run to change them)")
+        if args.alexnet:
+            raise TrainingError("--alexnet initialises a new run; a resumed run continues from its checkpoint")
+        run["data_root"] = args.data_root or run["data_root"]
     else:
         params, cfg, opt, run, state = _new_run(args)
         params = to_device(params, device)
@@ -248,16 +256,16 @@ def build_parser():
     p.add_argument("--batch-size", type=number(int, 1), help="sequences per step (default: per dataset)")
     p.add_argument("--lr", type=float, help="learning rate (paper: 3.33e-5 KTH, 3.33e-6 KITTI)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default rmsprop (momentum 0.9)")
-    p.add_argument("--clip", type=number(float, 0), default=0.3,
-                   help="global gradient-norm clip (reference: 0.3; 0: no clipping)")
-    p.add_argument("--seed", type=number(int, 0), default=0, help="seed of initialisation, data order and noise")
+    p.add_argument("--clip", type=number(float, 0),
+                   help="global gradient-norm clip (default and reference: 0.3; 0: no clipping)")
+    p.add_argument("--seed", type=number(int, 0), help="seed of initialisation, data order and noise (default 0)")
     p.add_argument("--out", help="run folder (default: runs/DATASET-TIME)")
     p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
     p.add_argument("--data-root", help="prepared KTH/KITTI folder (default: ./data/NAME or $MINIHART_DATA)")
     p.add_argument("--difficulty", help="synthetic difficulty: easy, medium, hard or a number in [0, 1]")
     p.add_argument("--alexnet", help="bvlc_alexnet.npy to initialise V1 of the kitti preset")
     p.add_argument("--eval-every", type=number(int, 1), help="evaluate and checkpoint every N steps")
-    p.add_argument("--eval-sequences", type=number(int, 1), default=64, help="held-out sequences per evaluation")
+    p.add_argument("--eval-sequences", type=number(int, 1), help="held-out sequences per evaluation (default 64)")
     p.add_argument("--epoch-steps", type=number(int, 1),
                    help="steps per curriculum epoch (default: one pass over the data)")
     p.add_argument("--threshold", type=number(float, 0, 1), help="train IoU needed to lengthen sequences")

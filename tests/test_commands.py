@@ -152,6 +152,9 @@ def test_train_bad_input_gives_messages_not_tracebacks(run_dir, tmp_path, capsys
     assert "made with --preset synthetic" in capsys.readouterr().err
     assert train.main(["--resume", run_dir, "--dataset", "kth"] + TINY_RUN) == 2  # was a KeyError traceback
     assert "made with --dataset synthetic, not kth" in capsys.readouterr().err
+    for flag, value in (("--lr", "0.5"), ("--clip", "1.0"), ("--seed", "3"), ("--max-len", "9")):
+        assert train.main(["--resume", run_dir, flag, value] + TINY_RUN) == 2  # was silently ignored
+        assert f"made with {flag} " in capsys.readouterr().err
     assert train.main(["--resume", str(tmp_path / "none")] + TINY_RUN) == 2
     assert "no checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
