@@ -111,7 +111,7 @@ def save(path: str, params: dict, cfg: Config, **extra) -> None:
     ``extra`` arrays (optimiser state, RNG state, ...) are stored under their own names."""
     arrays = {f"param/{k}": asnumpy(v) for k, v in params.items()}
     arrays["config"] = np.array(json.dumps(cfg.to_dict()))
-    arrays.update({k: np.asarray(v) for k, v in extra.items()})
+    arrays.update({k: np.asarray(asnumpy(v)) for k, v in extra.items()})  # CuPy arrays too
     atomic_savez(path, **arrays)
 
 
