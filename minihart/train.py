@@ -103,8 +103,7 @@ def _load_run(run_dir, device):
 
 def _new_run(args):
     args.dataset = args.dataset or "synthetic"
-    d = DEFAULTS[args.dataset]
-    d = {**COMMON_DEFAULTS, **d}
+    d = {**COMMON_DEFAULTS, **DEFAULTS[args.dataset]}
     run = {k: getattr(args, k) if getattr(args, k, None) is not None else d.get(k) for k in RUN_FLAGS}
     run.update(dataset=args.dataset, data_root=args.data_root, difficulty=args.difficulty,
                skip_nonfinite=args.skip_nonfinite)
@@ -254,7 +253,7 @@ def build_parser():
     p.add_argument("--minutes", type=number(float, 0, above=True),
                    help="stop after this many minutes (synthetic default: 10)")
     p.add_argument("--batch-size", type=number(int, 1), help="sequences per step (default: per dataset)")
-    p.add_argument("--lr", type=float, help="learning rate (paper: 3.33e-5 KTH, 3.33e-6 KITTI)")
+    p.add_argument("--lr", type=number(float, 0, above=True), help="learning rate (paper: 3.33e-5 KTH, 3.33e-6 KITTI)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default rmsprop (momentum 0.9)")
     p.add_argument("--clip", type=number(float, 0),
                    help="global gradient-norm clip (default and reference: 0.3; 0: no clipping)")
