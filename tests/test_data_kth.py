@@ -86,6 +86,7 @@ def test_prepare_and_load_real_formats(kth_raw, tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ("1 1 6 1 2 3 10 20 70 45 11 abc 71 47", r"line 5: non-numeric value 'abc'"),
+    ("1 1 6 1 2 3 10 20 70 45 11 nan 71 47", r"line 5: non-finite value 'nan'"),  # parsed silently before
     ("1 1 6 1 2 4 10 20 70 45 11 22 71 47", r"line 5: frames 2\.\.4 need 12 box numbers"),
     ("1 1 six 1 2 3", r"line 5: expected 6 integers"),
     ("1 1 9 1 2 2 10 20 70 45", r"line 5: action code must be 1-6"),

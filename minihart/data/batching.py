@@ -25,15 +25,17 @@ class DatasetNotPrepared(Exception):
                    "    python -m minihart.train --dataset synthetic")
 
 
-def parse_numbers(tokens, where):
+def parse_numbers(tokens, where, finite=True):
     """The strings ``tokens`` as a float64 array; ``ValueError`` naming ``where`` (file and
-    line) and the first value that is not a number."""
+    line) and the first value that is not a number, or (``finite``) not a finite one."""
     out = []
     for tok in tokens:
         try:
             out.append(float(tok))
         except ValueError:
             raise ValueError(f"{where}: non-numeric value {tok!r}") from None
+        if finite and not np.isfinite(out[-1]):  # "nan" parses; only OTB files mean "absent" by it
+            raise ValueError(f"{where}: non-finite value {tok!r}")
     return np.array(out)
 
 

@@ -40,7 +40,7 @@ def read_groundtruth(path):
                 continue
             if len(tok) != 4:
                 raise ValueError(f"{path} line {n}: expected 4 numbers 'x y w h', got {len(tok)}")
-            x, y, w, h = parse_numbers(tok, f"{path} line {n}")
+            x, y, w, h = parse_numbers(tok, f"{path} line {n}", finite=False)  # NaN: target absent
             present = bool(np.isfinite([x, y, w, h]).all() and w > 0 and h > 0)
             if not present and not boxes:
                 raise ValueError(f"{path} line {n}: the first box must show the target, "
