@@ -110,6 +110,7 @@ def test_split_by_sequence_and_windows(kitti_raw, tmp_path):
 @pytest.mark.parametrize("breakage, message", [
     ("columns", r"0000\.txt line 3: expected 17 columns .* got 16"),
     ("number", r"0000\.txt line 3: non-numeric value 'left'"),
+    ("inverted", r"0000\.txt line 47: bbox right < left or bottom < top"),
     ("label_frame", r"0000\.txt line 47: frame 12 has no image .*000012\.png"),
     ("gap", r"0000: missing frame image 000004\.png"),
     ("empty", r"0001: empty sequence folder"),
@@ -121,6 +122,8 @@ def test_malformed_input_names_file_and_line(kitti_raw, tmp_path, breakage, mess
         lines[2] = lines[2].rsplit(" ", 1)[0]
     elif breakage == "number":
         lines[2] = lines[2].replace(" 12 ", " left ", 1)  # x1 of the car in frame 2
+    elif breakage == "inverted":  # x2 < x1: a negative width, parsed silently before
+        lines.append(_label(1, 7, "Car", 0, 0, 30, 1, 20, 9))
     elif breakage == "label_frame":
         lines.append(_label(12, 0, "Car", 0, 0, 1, 1, 9, 9))
     elif breakage == "gap":

@@ -60,6 +60,8 @@ def parse_labels(path):
                 raise ValueError(f"{path} line {n}: expected {len(COLUMNS)} columns "
                                  f"({' '.join(COLUMNS)}), got {len(tok)}")
             v = parse_numbers(tok[:2] + tok[3:], f"{path} line {n}")
+            if v[7] < v[5] or v[8] < v[6]:  # bbox left top right bottom
+                raise ValueError(f"{path} line {n}: bbox right < left or bottom < top: {tok[6:10]}")
             labels.append(Label(int(v[0]), int(v[1]), tok[2], v[2], int(v[3]), tuple(v[5:9]), n))
     return labels
 
