@@ -80,3 +80,5 @@ def test_empty_and_missing_folders(tmp_path):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="not an OTB-format sequence"):
         otb.load(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="missing: no such folder"):  # was a FileNotFoundError
+        otb.load(tmp_path / "missing")

@@ -96,6 +96,8 @@ def load(root, frame_hw=None, channels=3, overlap=0.5):
     """One OTB-format sequence (``root`` holds ``img/``) or a folder of them, as a
     :class:`TrackSet` with one track per sequence (for ``evaluate``)."""
     root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such folder (an OTB-format sequence or a folder of them)")
     folders = [root] if (root / "img").is_dir() else sorted(
         p for p in root.iterdir() if (p / "img").is_dir())
     if not folders:
