@@ -11,13 +11,14 @@ import math
 
 from minihart.backend import get_array_module
 from minihart.nn import kernels
+from minihart.nn.losses import sum_of_squares
 
 
 def global_norm(grads: dict):
     """``sqrt(sum_k ||g_k||^2)`` over every gradient array, as a 0-d array on their device
     (computed there: reading it with ``float`` is the caller's one transfer, when it wants one)."""
-    total = sum(get_array_module(g).vdot(g.ravel(), g.ravel()) for g in grads.values())
-    return get_array_module(*grads.values()).sqrt(total)
+    arrays = list(grads.values())
+    return get_array_module(*arrays).sqrt(sum_of_squares(arrays))
 
 
 def clip_by_global_norm(grads: dict, max_norm: float):

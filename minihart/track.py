@@ -19,27 +19,11 @@ from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
 from minihart.boxes import from_xywh, iou, to_xywh, validate_boxes
 from minihart.cli import number
 from minihart.data.batching import to_float_frames
+from minihart.data.otb import read_image
 from minihart.model import Tracker, load
 from minihart.viz import tracking_frame, write_video
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def _read_image(path):
-    """One image as uint8 RGB ``(H, W, 3)``, whatever its mode: grey, palette, RGBA and 16-bit
-    images of one folder all come out alike (16 bits keep their high byte)."""
-    from PIL import Image  # noqa: PLC0415  (installed with imageio)
-    try:
-        with Image.open(path) as img:
-            if img.mode.startswith("I;16"):
-                grey = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
-                return np.repeat(grey[..., None], 3, axis=2)
-            if img.mode in ("I", "F"):
-                raise ValueError(f"--video: image {path!r} has {img.mode!r} pixels (32-bit); "
-                                 "use 8- or 16-bit images")
-            return np.asarray(img.convert("RGB"))
-    except OSError as exc:
-        raise ValueError(f"--video: cannot read image {path!r} ({exc})") from None
 
 
 def read_frames(path, max_frames=None):
@@ -55,7 +39,7 @@ def read_frames(path, max_frames=None):
         files = sorted(f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXT))
         if not files:
             raise ValueError(f"--video {path!r}: the folder holds no {'/'.join(IMAGE_EXT)} images")
-        frames = [_read_image(f) for f in files[:max_frames]]
+        frames = [read_image(f) for f in files[:max_frames]]  # uint8 RGB whatever each file's mode
     elif os.path.isfile(path):
         import imageio.v3 as iio  # noqa: PLC0415
         try:

@@ -103,7 +103,7 @@ def test_a_folder_of_mixed_images_reads_as_one_rgb_video(tmp_path, capsys):
     Image.fromarray(rgb).convert("P").save(tmp_path / "3.png")
     Image.fromarray(grey16).save(tmp_path / "4.png")
     (tmp_path / "5.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="cannot read image .*5.png"):
+    with pytest.raises(ValueError, match="cannot read image .*5.png"):  # minihart.data.otb.read_image
         track.read_frames(str(tmp_path))
     os.remove(tmp_path / "5.png")
     frames, truth = track.read_frames(str(tmp_path))

@@ -52,6 +52,25 @@ def read_groundtruth(path):
     return np.array(boxes, np.float32), np.array(presence, np.float32)
 
 
+def read_image(path, channels=3, frame_hw=None):
+    """One image as uint8 ``(H, W, channels)`` whatever its mode (grey, palette, RGBA and
+    16-bit images of one folder come out alike; 16 bits keep their high byte), resized to
+    ``frame_hw`` when given. ``ValueError`` naming the file when it cannot be read."""
+    from PIL import Image  # noqa: PLC0415  (installed with imageio)
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("I", "F"):
+                raise ValueError(f"image {str(path)!r} has {img.mode!r} pixels (32-bit); use 8- or 16-bit images")
+            if img.mode.startswith("I;16"):
+                img = Image.fromarray((np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8))
+            img = img.convert("RGB" if channels == 3 else "L")
+            if frame_hw is not None:
+                img = img.resize(frame_hw[::-1], Image.BILINEAR)
+            return np.asarray(img).reshape(img.height, img.width, channels)
+    except OSError as exc:
+        raise ValueError(f"cannot read image {str(path)!r} ({exc})") from None
+
+
 def load_sequence(folder, frame_hw=None, channels=3, first_frame=1):
     """An OTB-format sequence. frame_hw: resize frames to ``(H, W)`` (boxes scaled per axis);
     channels: 1 (grey) or 3; first_frame: the 1-based image of the first ground-truth line
@@ -74,15 +93,11 @@ def load_sequence(folder, frame_hw=None, channels=3, first_frame=1):
         images = images[first_frame - 1:last]
     frames = []
     for path in images:
-        with Image.open(path) as img:
-            img = img.convert("RGB" if channels == 3 else "L")
-            if frame_hw is not None:
-                img = img.resize(frame_hw[::-1], Image.BILINEAR)
-            frames.append(np.asarray(img))
+        frames.append(read_image(path, channels, frame_hw))
         if frames[-1].shape != frames[0].shape:
             raise ValueError(f"{path}: size {frames[-1].shape[:2]} differs from the first image's "
                              f"{frames[0].shape[:2]} (pass frame_hw to resize)")
-    frames = np.stack(frames).reshape(len(frames), *frames[0].shape[:2], channels)
+    frames = np.stack(frames)
     scale = np.ones(4, np.float32)
     if frame_hw is not None:
         with Image.open(images[0]) as img:

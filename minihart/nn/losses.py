@@ -198,6 +198,12 @@ def appearance_loss_backward(dloss, cache: AppearanceLossCache):
     return dloss * cache.dlogits
 
 
+def sum_of_squares(arrays):
+    """``sum_k sum(x_k^2)`` on the arrays' device, one pass (a ``vdot``) per array, no ``x * x``."""
+    xp = get_array_module(*arrays)
+    return sum(xp.vdot(x.ravel(), x.ravel()) for x in arrays)
+
+
 def l2_forward(arrays):
     """Weight decay ``R = 0.5 sum_k sum(x_k^2)`` (R(D, theta) of eq. 9, TF's ``l2_loss``).
 
@@ -207,9 +213,7 @@ def l2_forward(arrays):
     """
     if len(arrays) == 0:
         raise ValueError("l2_forward: arrays is empty")
-    xp = get_array_module(*arrays)
-    total = sum(xp.vdot(x.ravel(), x.ravel()) for x in arrays)  # one pass each, no x * x temporary
-    return 0.5 * total, list(arrays)
+    return 0.5 * sum_of_squares(arrays), list(arrays)
 
 
 def l2_backward(dR, cache):
