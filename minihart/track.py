@@ -1,9 +1,16 @@
-"""``python -m minihart.track --checkpoint CKPT --video PATH|FOLDER --box x,y,w,h``: track one
-object through a video file, a folder of frames, or an OTB-format sequence folder
-(``img/*.jpg`` + ``groundtruth_rect.txt``, whose ground truth is then scored).
+"""``python -m minihart.track --video PATH --box x,y,w,h``: track one object through a video
+file, a folder of frames, or a tracking sequence (OTB, GOT-10k or LaSOT folder, whose ground
+truth then gives the first box and is scored over the whole sequence).
 
-Writes ``boxes.txt`` (``x,y,w,h`` per frame, OTB style, pixels) and an annotated video
-(``tracking.mp4``, or ``.gif`` with ``--gif``) into ``--out``.
+Without ``--checkpoint`` it uses the checkpoint shipped with minihart (trained on real footage).
+Frames are resized to the frame size the model was trained at; boxes come back in the video's
+pixels. Writes, into ``--out`` (default ``tracks/``), the files the tracking toolkits read:
+``NAME.txt`` (one ``x,y,w,h`` line per frame, comma-separated), ``NAME_time.txt`` and
+``times/NAME_time.txt`` (seconds per frame), an annotated ``NAME.mp4`` (or ``.gif``) and, with
+ground truth, ``NAME.json`` (average IoU, success AUC, precision at 20 px).
+
+:class:`HARTTracker` is the same tracker behind the got10k toolkit's interface
+(``init(image, box)`` / ``update(image) -> box``).
 """
 from __future__ import annotations
 
@@ -12,30 +19,33 @@ import glob
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
 from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
-from minihart.boxes import from_xywh, iou, to_xywh, validate_boxes
+from minihart.boxes import from_xywh, to_xywh, validate_boxes
 from minihart.cli import number
 from minihart.data.batching import to_float_frames
 from minihart.data.otb import read_image
 from minihart.model import Tracker, load
+from minihart.scoring import score_sequence, track_with_extras, write_toolkit_files
 from minihart.viz import tracking_frame, write_video
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def read_frames(path, max_frames=None):
-    """Frames of a video file or a folder of images as uint8 ``(N, H, W[, 3])``, and the OTB
-    ground truth ``(N, 4)`` ``[y, x, h, w]`` when ``path`` is an OTB-format folder (else None)."""
-    truth = None
+    """Frames of a video file, a folder of images or a tracking sequence as uint8
+    ``(N, H, W, 3)``; for a sequence also its ground truth ``(N, 4)`` ``[y, x, h, w]`` and
+    presence ``(N,)`` (else both None)."""
+    from minihart.data import sot  # noqa: PLC0415
     if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "groundtruth_rect.txt")):
-            from minihart.data.otb import load_sequence  # noqa: PLC0415
-            seq = load_sequence(path)
-            truth = None if seq.boxes is None else seq.boxes[:max_frames]
-            return seq.frames[:max_frames], truth
+        if sot.detect_format(path):
+            info = sot.read_sequence(path)
+            frames = sot.read_frames(info._replace(images=info.images[:max_frames]))
+            n = len(frames)
+            return frames, info.boxes[:n], info.presence[:n]
         files = sorted(f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXT))
         if not files:
             raise ValueError(f"--video {path!r}: the folder holds no {'/'.join(IMAGE_EXT)} images")
@@ -45,7 +55,8 @@ def read_frames(path, max_frames=None):
         try:
             frames = []
             for frame in iio.imiter(path):
-                frames.append(frame)
+                frame = np.asarray(frame)
+                frames.append(np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame[..., :3])
                 if max_frames and len(frames) >= max_frames:
                     break
         except Exception as exc:
@@ -58,40 +69,110 @@ def read_frames(path, max_frames=None):
     shapes = {f.shape[:2] for f in frames}
     if len(shapes) > 1:
         raise ValueError(f"--video {path!r}: frames differ in size {sorted(shapes)}")
-    return np.stack(frames), truth
+    return np.stack(frames), None, None
 
 
-def track(params, cfg, frames, box, xp=np):
-    """Boxes ``(N, 4)`` ``[y, x, h, w]`` for float frames ``(N, C, H, W)`` from the first box;
-    also the attention windows, glimpses and location maps of every frame."""
-    tr = Tracker(params, cfg).init(xp.asarray(frames[0]), box)
-    def last():
-        return {k: asnumpy(v)[0] for k, v in tr.last.items()}
-    boxes, extras = [np.asarray(box, np.float32)], [last()]
-    for f in frames[1:]:
-        boxes.append(asnumpy(tr.step(xp.asarray(f))))
-        extras.append(last())
-    return np.stack(boxes), extras
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "real.npz")
+
+
+def default_checkpoint():
+    """The checkpoint shipped with minihart (trained on real footage, see the README), or a clear
+    error when this copy of minihart has none."""
+    if not os.path.isfile(DEFAULT_CHECKPOINT):
+        raise ValueError(f"no --checkpoint given and no shipped checkpoint at {DEFAULT_CHECKPOINT}; "
+                         "train one with python -m minihart.train --dataset sot and pass --checkpoint")
+    return DEFAULT_CHECKPOINT
+
+
+def resize_frames(frames, hw):
+    """uint8 frames ``(N, H, W[, 3])`` resized to ``hw`` (bilinear), as the model was trained."""
+    from PIL import Image  # noqa: PLC0415
+    if tuple(frames.shape[1:3]) == tuple(hw):
+        return frames
+    out = [np.asarray(Image.fromarray(f).resize(hw[::-1], Image.BILINEAR)) for f in frames]
+    return np.stack(out).reshape(len(frames), *hw, *frames.shape[3:])
+
+
+class HARTTracker:
+    """A trained HART behind the got10k toolkit's tracker interface::
+
+        tracker = HARTTracker()                 # the shipped checkpoint, or HARTTracker("best.npz")
+        tracker.init(image, [x, y, w, h])       # PIL image or uint8 array (H, W[, 3])
+        box = tracker.update(next_image)        # x, y, w, h in the image's pixels
+        boxes, times = tracker.track(img_files, box)   # what got10k's experiments call
+
+    Images are resized to the frame size the model was trained at; boxes are in the images' own
+    pixels, as the toolkits give and score them.
+    """
+
+    def __init__(self, checkpoint=None, device="auto", name="minihart"):
+        self.name, self.is_deterministic = name, True
+        self.device = device
+        self.xp = array_module(device)
+        params, self.cfg, _ = load(checkpoint or default_checkpoint())
+        self.params = to_device(params, device)
+        self.tracker = Tracker(self.params, self.cfg)
+
+    def _frame(self, image):
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8:
+            raise ValueError(f"HARTTracker: images must be uint8 (H, W[, 3]) or PIL images, got {arr.dtype}")
+        self.scale = np.array([self.cfg.image_hw[0] / arr.shape[0], self.cfg.image_hw[1] / arr.shape[1]] * 2,
+                              np.float32)
+        x = to_float_frames(resize_frames(arr[None], self.cfg.image_hw), self.cfg.channels)[0]
+        return self.xp.asarray(x)
+
+    def init(self, image, box):
+        """Start on ``box`` = ``x, y, w, h`` (pixels of ``image``)."""
+        xywh = np.asarray(box, np.float32).reshape(-1)
+        if xywh.shape != (4,):
+            raise ValueError(f"HARTTracker.init: box must be x, y, w, h, got {box!r}")
+        frame = self._frame(image)
+        yxhw = from_xywh(xywh) * self.scale
+        validate_boxes(yxhw[None], "HARTTracker.init box", self.cfg.image_hw)
+        self.tracker.init(frame, yxhw)
+
+    def update(self, image):
+        """The box ``x, y, w, h`` of the object in the next image."""
+        box = asnumpy(self.tracker.step(self._frame(image)))
+        return to_xywh(box / self.scale).astype(np.float64)
+
+    def track(self, img_files, box, visualize=False):
+        """Track a list of image files from ``box`` (``x, y, w, h`` in the first): the got10k
+        toolkit's ``Tracker.track``. Returns boxes ``(N, 4)`` ``x, y, w, h`` and seconds per frame."""
+        boxes, times = np.zeros((len(img_files), 4)), np.zeros(len(img_files))
+        for f, path in enumerate(img_files):
+            image = read_image(path)
+            t0 = time.perf_counter()
+            if f == 0:
+                self.init(image, box)
+                boxes[0] = box
+            else:
+                boxes[f] = self.update(image)
+            times[f] = time.perf_counter() - t0
+        return boxes, times
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m minihart.track", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a .npz checkpoint written by minihart.train")
-    p.add_argument("--video", required=True, help="a video file, a folder of frames, or an OTB folder")
-    p.add_argument("--box", help="x,y,w,h of the object in the first frame, pixels (default for OTB: "
-                                 "the first ground-truth box)")
-    p.add_argument("--out", help="output folder (default: tracks/<video name>)")
+    p.add_argument("--checkpoint", help="a .npz checkpoint written by minihart.train (default: the one shipped "
+                                        "with minihart, trained on real footage)")
+    p.add_argument("--video", required=True,
+                   help="a video file, a folder of frames, or a tracking sequence (OTB, GOT-10k or LaSOT folder)")
+    p.add_argument("--box", help="x,y,w,h of the object in the first frame, pixels (default for a sequence "
+                                 "with ground truth: its first box)")
+    p.add_argument("--out", help="output folder (default: tracks/); files are named after the video")
     p.add_argument("--max-frames", type=number(int, 2), help="track at most this many frames")
-    p.add_argument("--gif", action="store_true", help="write tracking.gif instead of tracking.mp4")
+    p.add_argument("--gif", action="store_true", help="write NAME.gif instead of NAME.mp4")
+    p.add_argument("--no-video", action="store_true", help="write the boxes and times only")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     args = p.parse_args(argv)
     keep_freed_memory()
     try:
         xp = array_module(args.device)
-        params, cfg, _ = load(args.checkpoint)
-        raw, truth = read_frames(args.video, args.max_frames)
-        frames = to_float_frames(raw, cfg.channels)
-        H, W = frames.shape[2:]
+        params, cfg, _ = load(args.checkpoint or default_checkpoint())
+        raw, truth, presence = read_frames(args.video, args.max_frames)
+        H0, W0 = raw.shape[1:3]
         if args.box:
             try:
                 xywh = np.array([float(v) for v in args.box.replace(" ", ",").split(",") if v], np.float32)
@@ -104,29 +185,35 @@ def main(argv=None) -> int:
             box = truth[0]
         else:
             raise ValueError("--box x,y,w,h is required (the video has no ground truth)")
-        validate_boxes(np.asarray(box)[None], "--box", (H, W))
-        boxes, extras = track(to_device(params, args.device), cfg, frames, box, xp)
+        validate_boxes(np.asarray(box)[None], "--box", (H0, W0))
+        # the model tracks at the frame size it was trained at; boxes return to the video's pixels
+        scale = np.array([cfg.image_hw[0] / H0, cfg.image_hw[1] / W0] * 2, np.float32)
+        frames = to_float_frames(resize_frames(raw, cfg.image_hw), cfg.channels)
+        params = to_device(params, args.device)
+        preds, extras, times = track_with_extras(params, cfg, frames, box * scale, xp)
+        boxes = preds / scale
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = args.out or os.path.join("tracks", os.path.splitext(os.path.basename(os.path.normpath(args.video)))[0])
-    os.makedirs(out, exist_ok=True)
-    np.savetxt(os.path.join(out, "boxes.txt"), to_xywh(boxes), fmt="%.2f", delimiter=",")
-    video = [tracking_frame(frames[t], dict(truth=None if truth is None else truth[t], pred=boxes[t],
-                                            att=e.get("att")), e.get("glimpse"), e.get("map"), scale=1)
-             for t, e in enumerate(extras)]
-    video_path = write_video(os.path.join(out, "tracking.gif" if args.gif else "tracking.mp4"), video)
-    print(f"tracked {len(boxes)} frames: {out}/boxes.txt, {video_path}")
+    name = os.path.splitext(os.path.basename(os.path.normpath(args.video)))[0]
+    out = args.out or "tracks"
+    write_toolkit_files(out, name, boxes, times)
+    written = [f"{out}/{name}.txt", f"{out}/{name}_time.txt"]
+    if not args.no_video:
+        video = [tracking_frame(to_float_frames(raw[t:t + 1], 3)[0],
+                                dict(truth=None if truth is None or not presence[t] else truth[t], pred=boxes[t],
+                                     att=extras[t]["att"] / scale), extras[t]["glimpse"], extras[t]["map"], scale=1)
+                 for t in range(len(boxes))]
+        written.append(write_video(os.path.join(out, name + (".gif" if args.gif else ".mp4")), video))
+    print(f"tracked {len(boxes)} frames at {len(boxes) / max(times.sum(), 1e-9):.0f} fps: " + ", ".join(written))
     if truth is not None:
-        from minihart.evaluate import summarize  # noqa: PLC0415
         n = min(len(truth), len(boxes))
-        scores = iou(boxes[:n], truth[:n])[None]
-        scored = np.isfinite(truth[:n]).all(axis=1)[None].astype(float)
-        scored[0, 0] = 0  # the first box is given
-        result = summarize(scores, scored)
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"against the ground truth: average IoU {result['mean_iou']:.3f}, success AUC {result['auc']:.3f}")
+        r = score_sequence(boxes[:n], truth[:n], presence[:n])
+        with open(os.path.join(out, f"{name}.json"), "w") as f:
+            json.dump({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items() if k != "ious"},
+                      f, indent=1)
+        print(f"against the ground truth: average IoU {r['avg_iou']:.3f}, success AUC {r['auc']:.3f}, "
+              f"precision@20px {r['precision20']:.3f}")
     return 0
 
 

@@ -30,6 +30,7 @@ from minihart.data.batching import Curriculum, DatasetNotPrepared
 from minihart.model import backward, count_params, forward, init_params, load, preset, sample_noise, save
 from minihart.model.params import atomic_savez  # noqa: F401  (re-exported for tests)
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
+from minihart.runs import open_dataset, run_info  # noqa: F401  (run_info re-exported)
 
 DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curriculum, budget
     "synthetic": dict(preset="synthetic", optimizer="rmsprop", lr=1e-4, batch_size=16, minutes=10.0,
@@ -38,31 +39,26 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
                 epoch_steps=None, threshold=0.7, min_epochs=13, max_len=30, eval_every=500),
     "kitti": dict(preset="kitti", optimizer="rmsprop", lr=3.33e-6, batch_size=10, minutes=None,
                   epoch_steps=None, threshold=0.7, min_epochs=13, max_len=30, eval_every=500),
+    # real footage (README "Real footage"): the recipe that won on the mini-set's val/ split
+    "sot": dict(preset="real", optimizer="rmsprop", lr=1e-4, batch_size=8, minutes=30.0,
+                epoch_steps=50, threshold=0.5, min_epochs=1, max_len=60, eval_every=200),
 }
-COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64)
-# the flags a run is made with: a resumed run keeps them (data_root may change: data can move)
-RUN_FLAGS = ("preset", "optimizer", "lr", "batch_size", "epoch_steps", "threshold", "min_epochs", "max_len",
-             "eval_every", "clip", "seed", "eval_sequences")
+COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5)
+# the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
+RUN_FLAGS = ("preset", "channels", "frame_size", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
+             "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
+             "max_stride", "max_zoom")
+OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, init_from=None, device="auto",
+               steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
+               out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
+               eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
+               max_len=None, max_stride=None, max_zoom=None, skip_nonfinite=False, quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
 
 
 class TrainingError(Exception):
     """A problem the user can fix; printed without a traceback."""
-
-
-def open_dataset(name, split, cfg, root=None, difficulty=None):
-    """The ``split`` (train/test) of dataset ``name`` in the frame size and channels of ``cfg``."""
-    from minihart.data import make_dataset  # noqa: PLC0415
-    if name == "synthetic":
-        return make_dataset(name, split=split, flavour="kth" if cfg.channels == 1 else "kitti",
-                            frame_hw=cfg.image_hw, channels=cfg.channels, difficulty=difficulty or "easy")
-    return make_dataset(name, root, split, **({"channels": cfg.channels} if name == "kitti" else {}))
-
-
-def run_info(extra) -> dict:
-    """The run description stored in a checkpoint (``{}`` for a bare parameter file)."""
-    return json.loads(str(extra["run"])) if "run" in extra else {}
 
 
 def _write_csv(path, history):
@@ -101,74 +97,162 @@ def _load_run(run_dir, device):
     return to_device(params, device), cfg, opt, run, state
 
 
-def _new_run(args):
-    args.dataset = args.dataset or "synthetic"
-    d = {**COMMON_DEFAULTS, **DEFAULTS[args.dataset]}
-    run = {k: getattr(args, k) if getattr(args, k, None) is not None else d.get(k) for k in RUN_FLAGS}
-    run.update(dataset=args.dataset, data_root=args.data_root, difficulty=args.difficulty,
-               skip_nonfinite=args.skip_nonfinite)
+def _model_config(run):
+    """The run's model: its preset (with ``channels`` and ``frame_size`` replaced when given), or
+    with ``init_from`` the configuration of that checkpoint, whose parameters it starts from."""
+    overrides = {k: v for k, v in (("channels", run["channels"]), ("image_hw", run["frame_size"])) if v}
     try:
-        cfg = preset(run["preset"])
+        cfg = preset(run["preset"], **overrides)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
+    if not run["init_from"]:
+        return cfg, None
+    try:
+        params, start_cfg, _ = load(run["init_from"])
+    except ValueError as exc:
+        raise TrainingError(f"--init-from: {exc}") from None
+    # the checkpoint's model, in this run's frame size; its channels must match
+    if run["channels"] and run["channels"] != start_cfg.channels:
+        raise TrainingError(f"--init-from {run['init_from']!r} has {start_cfg.channels} channels, not "
+                            f"--channels {run['channels']}")
+    cfg = preset(start_cfg.name, **{**start_cfg.to_dict(), "name": start_cfg.name,
+                                     "image_hw": tuple(run["frame_size"] or cfg.image_hw)})
+    return cfg, params
+
+
+def _new_run(opts):
+    opts["dataset"] = opts["dataset"] or "synthetic"
+    d = {**COMMON_DEFAULTS, **DEFAULTS[opts["dataset"]]}
+    run = {k: opts[k] if opts.get(k) is not None else d.get(k) for k in RUN_FLAGS}
+    run.update(dataset=opts["dataset"], data_root=opts["data_root"], difficulty=opts["difficulty"],
+               skip_nonfinite=opts["skip_nonfinite"])
+    cfg, start = _model_config(run)
     rng = np.random.default_rng(run["seed"])
     params = init_params(cfg, rng)
-    if args.alexnet:
+    if start is not None:
+        params.update({k: v.astype(params[k].dtype) for k, v in start.items()})
+    if opts["alexnet"]:
         from minihart.model import load_alexnet  # noqa: PLC0415
-        params = load_alexnet(params, args.alexnet)
-    cur = Curriculum(start=5, stop=run["max_len"], threshold=run["threshold"], min_epochs=run["min_epochs"])
+        params = load_alexnet(params, opts["alexnet"])
+    cur = Curriculum(start=min(run["start_len"], run["max_len"]), stop=run["max_len"], threshold=run["threshold"],
+                     min_epochs=run["min_epochs"])
     state = dict(step=0, curriculum=vars(cur), rng=rng.bit_generator.state, history=[], best=-1.0,
-                 skipped=0, epoch=dict(n=0, iou=0.0, count=0), acc={}, seconds=0.0)
+                 skipped=0, epoch=dict(n=0, iou=0.0, count=0), acc={}, seconds=0.0, stop=_stop(opts, d))
     opt = OPTIMIZERS[run["optimizer"]](lr=run["lr"])
     return params, cfg, opt, run, state
 
 
-def train(args) -> str:
-    """Train (or resume) a run; returns the run folder."""
-    device = resolve_device(args.device)
+def _stop(opts, d, before=None):
+    """When the run ends: ``{"steps": n or None, "minutes": m or None}``. Given flags win; a
+    resumed run otherwise keeps what it was started with (``before``), a new one takes the
+    dataset's default (minutes, or 10,000 steps)."""
+    if opts["steps"] is not None or opts["minutes"] is not None:
+        return dict(steps=opts["steps"], minutes=opts["minutes"])
+    if before is not None:
+        return before
+    return dict(steps=None, minutes=d["minutes"]) if d["minutes"] else dict(steps=10000, minutes=None)
+
+
+class Progress:
+    """A tqdm bar on a terminal; in a log file (not a terminal) one plain line every
+    ``interval`` seconds instead of a carriage-return update for every step."""
+
+    def __init__(self, total, initial, desc, disable, interval=30.0, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.disable, self.interval, self.desc = disable, interval, desc
+        self.n, self.total, self.postfix, self.last = initial, total, {}, time.perf_counter()
+        self.bar = None
+        if self.tty and not disable:
+            from tqdm import tqdm  # noqa: PLC0415
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
+                            file=self.stream)
+
+    def update(self, postfix):
+        self.n += 1
+        self.postfix = postfix
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(1)
+        elif not self.disable and time.perf_counter() - self.last >= self.interval:
+            self.last = time.perf_counter()
+            self.write(f"{self.desc}: step {self.n}{'/' + str(self.total) if self.total else ''} "
+                       + " ".join(f"{k}={v}" for k, v in postfix.items()))
+
+    def write(self, line):
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        elif not self.disable:
+            print(line, file=self.stream, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def evaluate_during_training(params, cfg, test_set, run, xp):
+    """The held-out score that picks ``best.npz``: for real footage (``sot``) the average IoU over
+    whole validation sequences (first box to last frame, the measure the README reports), else
+    the average IoU over ``eval_sequences`` windows spread evenly over the held-out set."""
+    if run["dataset"] == "sot":
+        from minihart.scoring import score_dataset  # noqa: PLC0415
+        return score_dataset(params, cfg, test_set, xp)["mean"]["avg_iou"]
+    from minihart.evaluate import evaluate  # noqa: PLC0415
+    eval_len = {"synthetic": 30, "kth": 30, "kitti": 60}[run["dataset"]]
+    return evaluate(params, cfg, test_set, eval_len, 16, run["eval_sequences"], xp)["mean_iou"]
+
+
+def train(args=None, **options) -> str:
+    """Train (or resume) a run; returns the run folder. Options are the command's flags as
+    keywords (``train(dataset="sot", data_root="data/real-sot", minutes=5)``; see ``--help``);
+    an ``argparse.Namespace`` of them is accepted too."""
+    opts = dict(OPTIONS)
+    unknown = set(options) - set(OPTIONS) - {"no_final_eval"}
+    if unknown:
+        raise TypeError(f"train: unknown options {sorted(unknown)}; see python -m minihart.train --help")
+    opts.update(vars(args) if args is not None else {}, **options)
+    device = resolve_device(opts["device"])
     xp = array_module(device)
-    if args.resume:
-        params, cfg, opt, run, state = _load_run(args.resume, device)
-        out = args.resume
-        run["skip_nonfinite"] = run["skip_nonfinite"] or args.skip_nonfinite
+    if opts["resume"]:
+        params, cfg, opt, run, state = _load_run(opts["resume"], device)
+        out = opts["resume"]
+        run["skip_nonfinite"] = run["skip_nonfinite"] or opts["skip_nonfinite"]
         for flag in ("dataset", "difficulty") + RUN_FLAGS:  # silently ignoring them would surprise
-            given = getattr(args, flag)
-            if given is not None and given != run[flag]:
+            given = opts.get(flag)
+            if given is not None and given != run.get(flag):
                 name = "--" + flag.replace("_", "-")
-                raise TrainingError(f"--resume {out!r}: the run was made with {name} {run[flag]}, not {given}; "
+                raise TrainingError(f"--resume {out!r}: the run was made with {name} {run.get(flag)}, not {given}; "
                                     "a resumed run keeps its settings (start a new run to change them)")
-        if args.alexnet:
+        if opts["alexnet"]:
             raise TrainingError("--alexnet initialises a new run; a resumed run continues from its checkpoint")
-        run["data_root"] = args.data_root or run["data_root"]
+        run["data_root"] = opts["data_root"] or run["data_root"]
+        for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
+            run.setdefault(k, v)
+        state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))
     else:
-        params, cfg, opt, run, state = _new_run(args)
+        params, cfg, opt, run, state = _new_run(opts)
         params = to_device(params, device)
-        out = args.out or os.path.join("runs", f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = opts["out"] or os.path.join("runs", f"{opts['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
         if os.path.exists(os.path.join(out, "last.npz")):
             raise TrainingError(f"{out!r} already holds a run; continue it with --resume {out} or pick another --out")
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump(dict(run=run, model=cfg.to_dict()), f, indent=1)
-    d = DEFAULTS[run["dataset"]]
-    steps = args.steps if args.steps is not None else (None if args.minutes or d["minutes"] else 10000)
-    minutes = args.minutes if args.minutes is not None else (None if args.steps is not None else d["minutes"])
-    train_set = open_dataset(run["dataset"], "train", cfg, run["data_root"], run["difficulty"])
+    steps, minutes = state["stop"]["steps"], state["stop"]["minutes"]
+    sot = dict(max_stride=run["max_stride"], max_zoom=run["max_zoom"]) if run["dataset"] == "sot" else {}
+    train_set = open_dataset(run["dataset"], "train", cfg, run["data_root"], run["difficulty"], **sot)
     test_set = open_dataset(run["dataset"], "test", cfg, run["data_root"], run["difficulty"])
-    eval_len = {"synthetic": 30, "kth": 30, "kitti": 60}[run["dataset"]]
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
     cur = Curriculum(**state["curriculum"])
     B = run["batch_size"]
 
-    def evaluate_now():
-        from minihart.evaluate import evaluate  # noqa: PLC0415
-        return evaluate(params, cfg, test_set, eval_len, 16, run["eval_sequences"], xp)["mean_iou"]
-
     def checkpoint():
         acc = state["acc"]
         n = max(acc.get("n", 0), 1)
         row = {k: acc.get(k, 0.0) / n for k in METRICS[2:11]}
-        row.update(step=state["step"], seq_len=cur.seq_len, test_iou=evaluate_now(), skipped=state["skipped"],
+        row.update(step=state["step"], seq_len=cur.seq_len, skipped=state["skipped"],
+                   test_iou=evaluate_during_training(params, cfg, test_set, run, xp),
                    seconds=round(state["seconds"], 1))
         state["history"].append(row)
         state["acc"] = {}
@@ -183,13 +267,11 @@ def train(args) -> str:
         plot_history(state["history"], os.path.join(out, "training.png"))
         return row
 
-    if not args.quiet:
+    if not opts["quiet"]:
         counts = count_params(params)
         print(f"preset {cfg.name}: {counts.pop('total'):,} parameters ("
-              + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f"); run folder {out}")
-    from tqdm import tqdm  # noqa: PLC0415
-    bar = tqdm(total=steps, initial=state["step"], desc=f"train {run['dataset']}", unit="step",
-               disable=args.quiet, dynamic_ncols=True)
+              + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f"); run folder {out}", flush=True)
+    bar = Progress(steps, state["step"], f"train {run['dataset']}", opts["quiet"])
     t_start = time.perf_counter() - state["seconds"]
     eval_every = run["eval_every"]
     epoch_steps = run["epoch_steps"] or max(1, train_set.batches_per_epoch(B, cur.seq_len))
@@ -216,6 +298,7 @@ def train(args) -> str:
                     f"(loss {loss}, gradient norm {norm}); the step was not applied. The last good checkpoint "
                     f"is {os.path.join(out, 'last.npz')}: resume with a lower --lr, or pass --skip-nonfinite.")
             state["skipped"] += 1
+            postfix = dict(skipped=state["skipped"])
         else:
             opt.step(params, grads)
             iou = iou_sum / max(scored, 1)
@@ -230,28 +313,46 @@ def train(args) -> str:
                 if cur.epoch_end(ep["iou"] / ep["count"]):
                     epoch_steps = run["epoch_steps"] or max(1, train_set.batches_per_epoch(B, cur.seq_len))
                 state["epoch"] = dict(n=0, iou=0.0, count=0)
-            bar.set_postfix(loss=f"{loss:.3f}", iou=f"{iou:.3f}", T=T, trk=f"{values['tracking']:.2f}")
-        bar.update(1)
+            postfix = dict(loss=f"{loss:.3f}", iou=f"{iou:.3f}", T=T, trk=f"{values['tracking']:.2f}")
+        bar.update(postfix)
         if state["step"] % eval_every == 0:
             row = checkpoint()
-            bar.write(f"step {row['step']}: train IoU {row['train_iou']:.3f}, held-out IoU over {eval_len} "
-                      f"steps {row['test_iou']:.3f}, T={row['seq_len']}")
+            what = "whole val sequences" if run["dataset"] == "sot" else "held-out windows"
+            bar.write(f"step {row['step']}: train IoU {row['train_iou']:.3f}, average IoU over {what} "
+                      f"{row['test_iou']:.3f}, T={row['seq_len']}, {row['seconds'] / 60:.1f} min")
     bar.close()
     if not state["history"] or state["history"][-1]["step"] != state["step"]:
         checkpoint()
     return out
 
 
+def frame_size(text):
+    """argparse type for ``--frame-size HxW`` (e.g. ``180x240``)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be HxW, e.g. 180x240, got {text!r}") from None
+    if h < 8 or w < 8:
+        raise argparse.ArgumentTypeError(f"must be at least 8x8, got {text!r}")
+    return (h, w)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minihart.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=sorted(DEFAULTS),
-                   help="training data (default: synthetic, embedded, no download)")
-    p.add_argument("--preset", help="model preset: synthetic, kth or kitti (default: the dataset's)")
+                   help="training data (default: synthetic, embedded, no download; sot: real tracking "
+                        "sequences in train/ and val/ folders, see --data-root)")
+    p.add_argument("--preset", help="model preset: synthetic, kth, kitti or real (default: the dataset's)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="1 (grey) or 3 (colour) instead of the preset's")
+    p.add_argument("--frame-size", type=frame_size, metavar="HxW",
+                   help="frame size the model sees (frames and boxes are resized to it; default: the preset's)")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="start from the parameters (and model) of this checkpoint, e.g. a synthetic run's best.npz")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
                    help="auto: the GPU when CuPy sees one, else CPU")
     p.add_argument("--steps", type=number(int, 1), help="stop after this many training steps")
     p.add_argument("--minutes", type=number(float, 0, above=True),
-                   help="stop after this many minutes (synthetic default: 10)")
+                   help="stop after this many minutes (default: synthetic 10, sot 30; a resumed run keeps its own)")
     p.add_argument("--batch-size", type=number(int, 1), help="sequences per step (default: per dataset)")
     p.add_argument("--lr", type=number(float, 0, above=True), help="learning rate (paper: 3.33e-5 KTH, 3.33e-6 KITTI)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default rmsprop (momentum 0.9)")
@@ -260,20 +361,27 @@ def build_parser():
     p.add_argument("--seed", type=number(int, 0), help="seed of initialisation, data order and noise (default 0)")
     p.add_argument("--out", help="run folder (default: runs/DATASET-TIME)")
     p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
-    p.add_argument("--data-root", help="prepared KTH/KITTI folder (default: ./data/NAME or $MINIHART_DATA)")
+    p.add_argument("--data-root", help="data folder (default: ./data/NAME or $MINIHART_DATA/NAME; "
+                                       "sot: ./data/real-sot, holding train/ and val/)")
     p.add_argument("--difficulty", help="synthetic difficulty: easy, medium, hard or a number in [0, 1]")
     p.add_argument("--alexnet", help="bvlc_alexnet.npy to initialise V1 of the kitti preset")
     p.add_argument("--eval-every", type=number(int, 1), help="evaluate and checkpoint every N steps")
-    p.add_argument("--eval-sequences", type=number(int, 1), help="held-out sequences per evaluation (default 64)")
+    p.add_argument("--eval-sequences", type=number(int, 1),
+                   help="held-out windows per evaluation, spread over the set (default 64; sot: whole val sequences)")
     p.add_argument("--epoch-steps", type=number(int, 1),
-                   help="steps per curriculum epoch (default: one pass over the data)")
+                   help="steps per curriculum epoch (default: per dataset, or one pass over the data)")
     p.add_argument("--threshold", type=number(float, 0, 1), help="train IoU needed to lengthen sequences")
     p.add_argument("--min-epochs", type=number(int, 0), help="epochs at a length before it may grow")
-    p.add_argument("--max-len", type=number(int, 5), help="longest training sequence (the curriculum starts at 5)")
+    p.add_argument("--start-len", type=number(int, 2), help="first training sequence length (default 5)")
+    p.add_argument("--max-len", type=number(int, 5), help="longest training sequence of the curriculum")
+    p.add_argument("--max-stride", type=number(int, 1),
+                   help="sot: random temporal stride 1..N (skipped frames make faster motion; default 3)")
+    p.add_argument("--max-zoom", type=number(float, 1),
+                   help="sot: random zoom 1..Z and shift of the frame around the target (default 1.5; 1: off)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     return p
 
 
@@ -281,7 +389,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:
-        out = train(args)
+        out = train(**vars(args))
         if not args.no_final_eval:
             from minihart.evaluate import main as evaluate_main  # noqa: PLC0415
             rc = evaluate_main(["--run", out, "--device", args.device])

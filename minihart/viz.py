@@ -171,3 +171,25 @@ def plot_evaluation(result, path, label="minihart"):
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=90)
     return path
+
+
+def plot_success_precision(curves: dict, path):
+    """The benchmarks' two plots of one-pass evaluation: success (fraction of frames with IoU above
+    each threshold; legend: AUC) and precision (fraction within each centre distance in pixels;
+    legend: precision at 20 px). ``curves``: ``{label: mean_scores(...)}`` of
+    :mod:`minihart.scoring`, one line per label."""
+    from minihart.scoring import IOU_THRESHOLDS, PIXEL_THRESHOLDS  # noqa: PLC0415
+    fig = new_figure(figsize=(9, 3.6), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    for label, r in curves.items():
+        ax1.plot(IOU_THRESHOLDS, r["success"], label=f"{label} [{r['auc']:.3f}]")
+        ax2.plot(PIXEL_THRESHOLDS, r["precision"], label=f"{label} [{r['precision20']:.3f}]")
+    ax1.set(xlabel="overlap threshold", ylabel="success rate", xlim=(0, 1), ylim=(0, 1),
+            title="success plot of OPE (AUC)")
+    ax2.set(xlabel="location error threshold (px)", ylabel="precision", xlim=(0, 50), ylim=(0, 1),
+            title="precision plot of OPE (at 20 px)")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=90)
+    return path

@@ -73,10 +73,12 @@ def test_track_an_otb_folder_and_score_it(run_dir, tmp_path, capsys):
     out = str(tmp_path / "trk")
     assert track.main(["--checkpoint", os.path.join(run_dir, "best.npz"), "--video", folder,
                        "--out", out, "--gif"]) == 0
-    boxes = np.loadtxt(os.path.join(out, "boxes.txt"), delimiter=",")
+    boxes = np.loadtxt(os.path.join(out, "seq.txt"), delimiter=",")
     assert boxes.shape == (6, 4)
     np.testing.assert_allclose(boxes[0], xywh[0], atol=0.01)
-    assert os.path.isfile(os.path.join(out, "tracking.gif")) and os.path.isfile(os.path.join(out, "results.json"))
+    for name in ("seq.gif", "seq.json", "seq_time.txt", os.path.join("times", "seq_time.txt")):
+        assert os.path.isfile(os.path.join(out, name)), name
+    assert np.loadtxt(os.path.join(out, "seq_time.txt")).shape == (6,)
     assert "average IoU" in capsys.readouterr().out
 
 
@@ -106,8 +108,8 @@ def test_a_folder_of_mixed_images_reads_as_one_rgb_video(tmp_path, capsys):
     with pytest.raises(ValueError, match="cannot read image .*5.png"):  # minihart.data.otb.read_image
         track.read_frames(str(tmp_path))
     os.remove(tmp_path / "5.png")
-    frames, truth = track.read_frames(str(tmp_path))
-    assert frames.shape == (5, 12, 16, 3) and frames.dtype == np.uint8 and truth is None
+    frames, truth, presence = track.read_frames(str(tmp_path))
+    assert frames.shape == (5, 12, 16, 3) and frames.dtype == np.uint8 and truth is None and presence is None
     np.testing.assert_array_equal(frames[0], rgb)
     np.testing.assert_array_equal(frames[1], np.repeat(rgb[..., :1], 3, axis=2))
     np.testing.assert_array_equal(frames[2], rgb)
@@ -186,8 +188,8 @@ def test_train_evaluate_and_track_on_the_gpu_path_of_the_cupy_emulator(run_dir, 
     for device in ("gpu", "cpu"):  # the same checkpoint tracks alike on both paths
         assert track.main(["--checkpoint", os.path.join(run_dir, "best.npz"), "--video", folder,
                            "--out", str(tmp_path / device), "--gif", "--device", device]) == 0
-    np.testing.assert_allclose(np.loadtxt(tmp_path / "gpu" / "boxes.txt", delimiter=","),
-                               np.loadtxt(tmp_path / "cpu" / "boxes.txt", delimiter=","), atol=0.02)
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "gpu" / "seq.txt", delimiter=","),
+                               np.loadtxt(tmp_path / "cpu" / "seq.txt", delimiter=","), atol=0.02)
     capsys.readouterr()
 
 

@@ -11,7 +11,8 @@ become float32 there, and the first boxes are checked on the host before the mov
 API (what ``train``, ``evaluate`` and ``track`` call)::
 
     ds = make_dataset(name, root=None, split="train", **options)
-        name: "synthetic" (embedded, the default), "kth", "kitti" or "otb"
+        name: "synthetic" (embedded, the default), "kth", "kitti", "otb" (one folder) or
+              "sot" (real tracking sequences, OTB / GOT-10k / LaSOT, split into train/ val/)
         root: data folder; default $MINIHART_DATA/<name>, or ./data/<name> (unused by synthetic)
         raises DatasetNotPrepared (message: folder, the data_scripts command, the offline
         alternative) when KTH / KITTI are not downloaded and prepared
@@ -32,20 +33,22 @@ Options per dataset: synthetic: flavour ("kth" grey 120x160 | "kitti" colour 187
 frame_hw, channels, difficulty ("easy" | "medium" | "hard" | 0..1), size, seed and single
 knobs (see :mod:`minihart.data.synthetic`); kth: test_subjects, overlap, augment; kitti:
 split_by ("frames" | "sequence"), train_fraction, overlap, augment, channels,
-max_truncation, max_occlusion; otb: frame_hw, channels, overlap.
-Getting the real data: ``python data_scripts/get_kth.py`` and ``python data_scripts/get_kitti.py``.
+max_truncation, max_occlusion; otb: frame_hw, channels, overlap; sot: frame_hw, channels,
+overlap, augment, max_stride, max_zoom, list_file, cache (see :mod:`minihart.data.sot`).
+Getting the real data: ``python data_scripts/get_kth.py``, ``python data_scripts/get_kitti.py``
+and ``python data_scripts/get_sot.py`` (OTB / GOT-10k; the real mini-set: see the README).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from minihart.data import kitti, kth, otb
+from minihart.data import kitti, kth, otb, sot
 from minihart.data.batching import Curriculum, DatasetNotPrepared, TrackSet, WindowSet, pad_batch
 
 __all__ = ["DATASETS", "Curriculum", "DatasetNotPrepared", "TrackSet", "WindowSet", "data_root",
            "make_dataset", "pad_batch"]
-DATASETS = ("synthetic", "kth", "kitti", "otb")
+DATASETS = ("synthetic", "kth", "kitti", "otb", "sot")
 
 
 def data_root(name, root=None):
@@ -61,6 +64,8 @@ def make_dataset(name, root=None, split="train", **options):
         return Synthetic(split, **options)
     if name in ("kth", "kitti"):
         return {"kth": kth, "kitti": kitti}[name].load(data_root(name, root), split, **options)
+    if name == "sot":
+        return sot.load(data_root("real-sot", root), split, **options)
     if name == "otb":
         if root is None:
             raise ValueError("otb: give root, a sequence folder with img/ and groundtruth_rect.txt")

@@ -46,14 +46,15 @@ def to_float_frames(frames, channels):
     Colour becomes grey by the ITU-R 601 luma weights; grey becomes colour by repetition.
     """
     xp = get_array_module(frames)
-    x = xp.asarray(frames, dtype=xp.float32) * xp.float32(1 / 255)
+    x = xp.asarray(frames)
     if x.ndim == 3:
         x = x[..., None]
     if x.shape[-1] == 3 and channels == 1:
-        x = x @ xp.asarray([[0.299], [0.587], [0.114]], dtype=xp.float32)
-    elif x.shape[-1] == 1 and channels == 3:
-        x = xp.repeat(x, 3, axis=-1)
-    return xp.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        x = (x.astype(xp.float32) * xp.float32(1 / 255)) @ xp.asarray([[0.299], [0.587], [0.114]], dtype=xp.float32)
+        return x.reshape(x.shape[0], 1, *x.shape[1:3])  # (L, H, W, 1) -> (L, 1, H, W): the same memory
+    x = x.transpose(0, 3, 1, 2).astype(xp.float32, order="C")  # transposed as stored: a quarter of the bytes
+    x *= xp.float32(1 / 255)
+    return xp.repeat(x, 3, axis=1) if x.shape[1] == 1 and channels == 3 else x
 
 
 def pad_batch(items, seq_len=None):
@@ -70,20 +71,18 @@ def pad_batch(items, seq_len=None):
       ``presence`` afterwards.
     """
     T = seq_len or max(len(b) for _, b, _ in items)
-    frames, boxes, presence = [], [], []
-    for f, b, p in items:
+    f0 = np.asarray(items[0][0])
+    # stored uint8 frames stay uint8 until they reach the device; written once into the batch
+    frames = np.empty((len(items), T) + f0.shape[1:], np.uint8 if f0.dtype == np.uint8 else np.float32)
+    boxes, presence = np.empty((len(items), T, 4), np.float32), np.zeros((len(items), T), np.float32)
+    for n, (f, b, p) in enumerate(items):
         L = len(b)
         if L > T:
             raise ValueError(f"pad_batch: a window has {L} frames, more than seq_len={T}")
-        tail = np.full(T - L, L - 1)
-        keep = np.concatenate([np.arange(L), tail])
-        frames.append(f[keep])
-        boxes.append(b[keep])
-        presence.append(np.concatenate([p, np.zeros(T - L)]))
-    frames = np.stack(frames)
-    if frames.dtype != np.uint8:  # stored uint8 frames stay uint8 until they reach the device
-        frames = frames.astype(np.float32, copy=False)
-    return frames, np.stack(boxes).astype(np.float32), np.stack(presence).astype(np.float32)
+        frames[n, :L], frames[n, L:] = f, f[L - 1]
+        boxes[n, :L], boxes[n, L:] = b, b[L - 1]
+        presence[n, :L] = p
+    return frames, boxes, presence
 
 
 def epoch_order(n, seed, epoch):
@@ -98,7 +97,8 @@ def augment(frames, boxes, presence, rng, width_axis=3):
     ``width_axis=2``), boxes ``(L, 4)``, presence ``(L,)``.
     A reversed window starts on its last labelled frame."""
     if rng.random() < 0.5:
-        frames, boxes, presence = frames[::-1], boxes[::-1], presence[::-1]
+        end = int(np.flatnonzero(presence)[-1]) + 1  # the reversed window starts on a labelled frame
+        frames, boxes, presence = frames[end - 1::-1], boxes[end - 1::-1], presence[end - 1::-1]
     if rng.random() < 0.5:
         W = frames.shape[width_axis]
         frames = np.flip(frames, width_axis)

@@ -1,0 +1,338 @@
+"""Real single-object tracking (SOT) sequences in the folder formats trackers train and report on.
+
+One sequence per folder, in any of three layouts (found automatically, mixed freely)::
+
+    OTB      <seq>/img/0001.jpg ...       groundtruth_rect.txt   x,y,w,h a line (NaN: absent)
+    GOT-10k  <seq>/00000001.jpg ...       groundtruth.txt        absence.label (1: absent)
+    LaSOT    <class>-<n>/img/00000001.jpg groundtruth.txt        full_occlusion.txt,
+                                                                 out_of_view.txt (1: absent)
+
+Boxes are read as the files give them (the toolkits score in the same numbers); a frame whose
+target is absent (NaN, ``w, h <= 0`` or a flag) gets presence 0 and the previous box, so it is
+masked out of the loss and the scores and never crashes.
+
+A *split* is a folder of sequences: ``<root>/train`` and ``<root>/val`` (or ``test``), or a list
+file naming the sequences (GOT-10k's ``list.txt`` inside the split folder is used when present;
+LaSOT's class folders are searched one level down). :func:`load` returns a :class:`SOTSet`:
+frames resized to the preset's frame size (boxes scaled per axis), cached once as uint8
+``.npy`` files so that later runs start at once, cut into windows of T frames and, for
+training, augmented as a tracker trained on few sequences needs (see :class:`SOTSet`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from minihart.boxes import from_xywh
+from minihart.data.batching import TrackSet, pad_batch, parse_numbers
+from minihart.data.otb import read_image
+
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+FORMATS = ("otb", "got10k", "lasot")
+
+
+class SequenceInfo(NamedTuple):
+    """A sequence before its frames are read: ``images`` (N paths, in order), ``boxes``
+    ``(N, 4)`` float32 ``[y, x, h, w]`` in the pixels of the images, ``presence (N,)``,
+    ``image_hw`` the images' size, ``format`` one of :data:`FORMATS`."""
+    name: str
+    folder: Path
+    images: list
+    boxes: np.ndarray
+    presence: np.ndarray
+    image_hw: tuple
+    format: str
+
+
+# ----------------------------------------------------------------------------- ground truth
+def read_boxes(path):
+    """Boxes ``(N, 4)`` ``[y, x, h, w]`` float32 and presence ``(N,)`` from an ``x,y,w,h`` file
+    (commas, tabs or spaces). A line of NaN or with ``w, h <= 0`` is an absent target: presence
+    0 and the previous box (the first present box for leading absent lines). ``ValueError``
+    naming the file and line for a line that is not four numbers."""
+    boxes, presence = [], []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            tok = [t for t in re.split(r"[,\s]+", line.strip()) if t]
+            if not tok:
+                continue
+            if len(tok) != 4:
+                raise ValueError(f"{path} line {n}: expected 4 numbers 'x,y,w,h', got {len(tok)}: {line.strip()!r}")
+            v = parse_numbers(tok, f"{path} line {n}", finite=False)  # NaN: target absent
+            present = bool(np.isfinite(v).all() and v[2] > 0 and v[3] > 0)
+            boxes.append(from_xywh(v) if present else None)
+            presence.append(float(present))
+    if not any(presence):
+        raise ValueError(f"{path}: no box shows the target" if boxes else f"{path}: no boxes")
+    last = next(b for b in boxes if b is not None)
+    for i, b in enumerate(boxes):  # absent frames repeat the previous box: boxes stay valid
+        boxes[i] = last = last if b is None else b
+    return np.array(boxes, np.float32), np.array(presence, np.float32)
+
+
+def read_flags(path, n):
+    """``n`` 0/1 flags (one a line, GOT-10k; or one comma-separated line, LaSOT) as bool ``(n,)``;
+    ``ValueError`` naming the file (and line) for another value or another count."""
+    flags = []
+    with open(path) as f:
+        for k, line in enumerate(f, 1):
+            for tok in (t for t in re.split(r"[,\s]+", line.strip()) if t):
+                if tok not in ("0", "1"):
+                    raise ValueError(f"{path} line {k}: expected 0 or 1, got {tok!r}")
+                flags.append(tok == "1")
+    if len(flags) != n:
+        raise ValueError(f"{path}: {len(flags)} flags for {n} boxes")
+    return np.array(flags, bool)
+
+
+def detect_format(folder):
+    """``"otb"``, ``"got10k"``, ``"lasot"`` or None for a folder that is not a sequence."""
+    folder = Path(folder)
+    if (folder / "img").is_dir() and (folder / "groundtruth_rect.txt").is_file():
+        return "otb"
+    if (folder / "img").is_dir() and (folder / "groundtruth.txt").is_file():
+        return "lasot"
+    if (folder / "groundtruth.txt").is_file() and any(p.suffix.lower() in IMAGE_EXT for p in folder.iterdir()):
+        return "got10k"
+    return None
+
+
+def _images(folder):
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT and not p.name.startswith("."))
+
+
+def _image_hw(path):
+    from PIL import Image  # noqa: PLC0415  (installed with imageio)
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except OSError as exc:
+        raise ValueError(f"cannot read image {str(path)!r} ({exc})") from None
+
+
+def read_sequence(folder):
+    """The :class:`SequenceInfo` of one sequence folder (any of :data:`FORMATS`). ``ValueError``
+    naming the file for malformed ground truth, fewer or more images than boxes, no image, or
+    fewer than 2 frames."""
+    folder = Path(folder)
+    fmt = detect_format(folder)
+    if fmt is None:
+        raise ValueError(f"{folder}: not a tracking sequence (expected img/ + groundtruth_rect.txt (OTB), "
+                         "images + groundtruth.txt (GOT-10k) or img/ + groundtruth.txt (LaSOT))")
+    gt = folder / ("groundtruth_rect.txt" if fmt == "otb" else "groundtruth.txt")
+    images = _images(folder / "img" if fmt in ("otb", "lasot") else folder)
+    boxes, presence = read_boxes(gt)
+    if len(images) != len(boxes):
+        raise ValueError(f"{gt}: {len(boxes)} boxes but {len(images)} images in "
+                         f"{folder / 'img' if fmt != 'got10k' else folder}")
+    absent = np.zeros(len(boxes), bool)
+    if fmt == "got10k" and (folder / "absence.label").is_file():
+        absent |= read_flags(folder / "absence.label", len(boxes))
+    if fmt == "lasot":
+        for flag in ("full_occlusion.txt", "out_of_view.txt"):
+            if (folder / flag).is_file():
+                absent |= read_flags(folder / flag, len(boxes))
+    presence = presence * ~absent
+    if presence.sum() < 1 or len(boxes) < 2:
+        raise ValueError(f"{folder}: a sequence needs at least 2 frames and a visible target, "
+                         f"got {len(boxes)} frames, {int(presence.sum())} with the target")
+    return SequenceInfo(folder.name, folder, images, boxes, presence.astype(np.float32),
+                        _image_hw(images[0]), fmt)
+
+
+def find_sequences(root, list_file=None):
+    """The sequence folders of a split folder ``root``: the names in ``list_file`` (or in
+    ``root/list.txt``, GOT-10k) in that order, else every sequence folder in ``root`` and one
+    level down (LaSOT's class folders), sorted. ``root`` may itself be one sequence."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such folder (a folder of tracking sequences, or one sequence)")
+    if detect_format(root):
+        return [root]
+    listed = Path(list_file) if list_file else root / "list.txt"
+    if list_file or listed.is_file():
+        if not listed.is_file():
+            raise ValueError(f"{listed}: no such list file")
+        names = [ln.strip() for ln in listed.read_text().splitlines() if ln.strip()]
+        folders = [root / n for n in names]
+        missing = [str(f) for f in folders if not detect_format(f)]
+        if missing:
+            raise ValueError(f"{listed}: {len(missing)} listed sequences are missing or not sequence "
+                             f"folders, e.g. {missing[0]}")
+        return folders
+    found = []
+    for p in sorted(q for q in root.iterdir() if q.is_dir() and not q.name.startswith(".")):
+        if detect_format(p):
+            found.append(p)
+        else:
+            found += sorted(q for q in p.iterdir() if q.is_dir() and detect_format(q))
+    if not found:
+        raise ValueError(f"{root}: no tracking sequences found (expected folders in the OTB, GOT-10k "
+                         "or LaSOT layout, see minihart.data.sot)")
+    return found
+
+
+def split_folder(root, split):
+    """``root/<split>``; ``val`` and ``test`` stand in for each other; ``root`` itself when it
+    has neither (then ``split`` is ignored)."""
+    root = Path(root)
+    for name in (split, {"val": "test", "test": "val"}.get(split)):
+        if name and (root / name).is_dir():
+            return root / name
+    return root
+
+
+# ----------------------------------------------------------------------------- frames
+def read_frames(info: SequenceInfo, frame_hw=None, cache_dir=None):
+    """All frames of ``info`` as uint8 ``(N, H, W, 3)``, resized to ``frame_hw`` when given.
+    With ``cache_dir`` they are kept there as ``.npy`` (written atomically, keyed by the folder,
+    the images and the size) and memory-mapped on later calls."""
+    H, W = frame_hw or info.image_hw
+    cache = None
+    if cache_dir is not None:
+        key = f"{info.folder.resolve()}|{len(info.images)}|{info.images[-1].name}|{info.image_hw}|{H}x{W}"
+        digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+        cache = Path(cache_dir) / f"{info.name}-{H}x{W}-{digest}.npy"
+        if cache.is_file():
+            frames = np.load(cache, mmap_mode="r")
+            if frames.shape == (len(info.images), H, W, 3):
+                return frames
+
+    def one(path):
+        img = read_image(path, 3, (H, W) if frame_hw else None)
+        if not frame_hw and img.shape[:2] != info.image_hw:
+            raise ValueError(f"{path}: size {img.shape[:2]} differs from the first image's {info.image_hw}")
+        return img
+    if frame_hw:  # resized frames would hide a size change: check the sizes themselves
+        for path in info.images:
+            if _image_hw(path) != info.image_hw:
+                raise ValueError(f"{path}: size {_image_hw(path)} differs from the first image's {info.image_hw}")
+    with ThreadPoolExecutor(2) as pool:  # PIL decodes without the GIL
+        frames = np.stack(list(pool.map(one, info.images)))
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, frames)
+            os.replace(tmp, cache)
+        except OSError:  # a read-only data folder: work from memory
+            pass
+    return frames
+
+
+def scale_to(info: SequenceInfo, frame_hw):
+    """Per-axis factors ``[sy, sx, sy, sx]`` from the images' pixels to ``frame_hw``."""
+    (h, w), (H, W) = info.image_hw, frame_hw or info.image_hw
+    return np.array([H / h, W / w, H / h, W / w], np.float32)
+
+
+# ----------------------------------------------------------------------------- augmentation
+def zoom_shift(boxes, presence, rng, hw, max_zoom):
+    """A random zoom ``z`` in ``[1, max_zoom]`` and shift of a window's frames ``(H, W)``: the crop
+    of ``1/z`` of the frame, placed at random where it holds every labelled box of the window
+    (``z`` shrinks until it can), to be resampled to ``(H, W)`` by nearest neighbours. Varies
+    the target's size and place in the frame, as crops do in training trackers.
+    Returns ``rows (H,), cols (W,)`` (the source pixel of each output pixel) and the boxes
+    ``(L, 4)`` in the zoomed frames."""
+    H, W = hw
+    vis = boxes[presence > 0] if presence.any() else boxes[:1]
+    y0, x0 = vis[:, 0].min(), vis[:, 1].min()
+    y1, x1 = (vis[:, 0] + vis[:, 2]).max(), (vis[:, 1] + vis[:, 3]).max()
+    z = max(1.0, min(rng.uniform(1, max_zoom), H / max(y1 - y0, 1e-3), W / max(x1 - x0, 1e-3)))
+    ch, cw = H / z, W / z
+    lo_y, hi_y = max(0.0, y1 - ch), min(y0, H - ch)  # crop tops that keep [y0, y1] inside, in the frame
+    lo_x, hi_x = max(0.0, x1 - cw), min(x0, W - cw)
+    top, left = rng.uniform(lo_y, max(lo_y, hi_y)), rng.uniform(lo_x, max(lo_x, hi_x))
+    rows = np.clip((top + (np.arange(H) + 0.5) / z).astype(np.intp), 0, H - 1)
+    cols = np.clip((left + (np.arange(W) + 0.5) / z).astype(np.intp), 0, W - 1)
+    boxes = (boxes - np.array([top, left, 0, 0], np.float32)) * np.float32(z)
+    return rows, cols, boxes.astype(np.float32)
+
+
+class SOTSet(TrackSet):
+    """SOT sequences as a :class:`TrackSet` (one track per sequence, frames as stored uint8
+    ``(N, H, W, 3)``), with ``sequences`` (their :class:`SequenceInfo`) and ``scales`` (image
+    pixels to frame pixels, per sequence).
+
+    Training augmentation (``augment=True``, in :meth:`batch` and shuffled :meth:`batches`), one
+    gather of the stored frames per window: a random temporal stride in ``1..max_stride``
+    (skipped frames make faster motion), the reference's time reversal (from the last labelled
+    frame) with probability 1/2, a random zoom up to ``max_zoom`` and shift of the frame around
+    the target (:func:`zoom_shift`), and horizontal mirroring with probability 1/2.
+    """
+
+    def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
+                 max_stride=3, max_zoom=1.5):
+        super().__init__(name, videos, tracks, channels, overlap, augment)
+        if max_stride < 1 or max_zoom < 1:
+            raise ValueError(f"SOTSet: max_stride and max_zoom must be >= 1, got {max_stride}, {max_zoom}")
+        self.sequences, self.scales = sequences, scales
+        self.max_stride, self.max_zoom = max_stride, max_zoom
+
+    def augmented_window(self, i, seq_len, rng):
+        """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
+        k, s, L = self.windows(seq_len)[i]
+        video, first, boxes, presence = self.tracks[k]
+        idx = np.arange(s, len(boxes), int(rng.integers(1, self.max_stride + 1)))[:seq_len]
+        if len(idx) < 2:
+            idx = np.arange(s, s + L)
+        if rng.random() < 0.5:  # time reversal, starting on the window's last labelled frame
+            idx = idx[:np.flatnonzero(presence[idx])[-1] + 1][::-1]
+        b, p = boxes[idx], presence[idx]
+        rows, cols, b = zoom_shift(b, p, rng, self.image_hw, self.max_zoom)
+        if rng.random() < 0.5:  # mirror
+            cols = cols[::-1]
+            b[:, 1] = self.image_hw[1] - b[:, 1] - b[:, 3]
+        frames = self.videos[video][first + idx]  # (L, H, W, 3): one gather of flat pixel indices
+        H, W = self.image_hw
+        pixels = (rows[:, None] * W + cols).ravel()
+        return np.take(frames.reshape(len(idx), H * W, -1), pixels, axis=1).reshape(frames.shape), b, p
+
+    def gather(self, indices, seq_len, rng=None, xp=np):
+        if not (self.augment and rng is not None):
+            return super().gather(indices, seq_len, None, xp)
+        frames, boxes, presence = pad_batch([self.augmented_window(int(i), seq_len, rng) for i in indices], seq_len)
+        return self.frames_to(frames, xp), xp.asarray(boxes), xp.asarray(presence)
+
+
+def default_cache_dir(root):
+    """``$MINIHART_CACHE``, else ``<root>/.minihart-cache``."""
+    return Path(os.environ.get("MINIHART_CACHE", Path(root) / ".minihart-cache"))
+
+
+def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
+         max_zoom=1.5, list_file=None, cache=True):
+    """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
+
+    Args:
+      root: a folder with ``train/`` and ``val/`` (or ``test/``) sequence folders, a folder of
+        sequences, or one sequence.
+      split: ``"train"``, ``"val"`` or ``"test"`` (see :func:`split_folder`).
+      frame_hw: resize every frame to ``(H, W)`` (boxes scaled per axis); None keeps the images'
+        size, which must then be the same for every sequence.
+      channels: 1 (grey) or 3 (colour) for the frames the batches return.
+      augment: default ``split == "train"``; see :class:`SOTSet` for max_stride and max_zoom.
+      list_file: a file naming the sequences of the split, one a line.
+      cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
+    """
+    folder = split_folder(root, split)
+    infos = [read_sequence(f) for f in find_sequences(folder, list_file)]
+    if frame_hw is None and len({s.image_hw for s in infos}) > 1:
+        raise ValueError(f"{folder}: sequences differ in image size {sorted({s.image_hw for s in infos})}; "
+                         "pass frame_hw to resize them to one size")
+    cache_dir = default_cache_dir(root) if cache else None
+    videos, tracks, scales = [], [], []
+    for k, info in enumerate(infos):
+        scale = scale_to(info, frame_hw)
+        videos.append(read_frames(info, frame_hw, cache_dir))
+        tracks.append((k, 0, info.boxes * scale, info.presence))
+        scales.append(scale)
+    return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
+                  split == "train" if augment is None else augment, max_stride, max_zoom)
