@@ -43,16 +43,16 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     "sot": dict(preset="real", optimizer="rmsprop", lr=1e-4, batch_size=8, minutes=30.0,
                 epoch_steps=50, threshold=0.5, min_epochs=1, max_len=60, eval_every=200),
 }
-COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5)
+COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, tbptt=1)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
-RUN_FLAGS = ("preset", "channels", "frame_size", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
+RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom")
-OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, init_from=None, device="auto",
+             "max_stride", "max_zoom", "tbptt")
+OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
-               max_len=None, max_stride=None, max_zoom=None, skip_nonfinite=False, quiet=False)
+               max_len=None, max_stride=None, max_zoom=None, tbptt=None, skip_nonfinite=False, quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
 
@@ -101,6 +101,7 @@ def _model_config(run):
     """The run's model: its preset (with ``channels`` and ``frame_size`` replaced when given), or
     with ``init_from`` the configuration of that checkpoint, whose parameters it starts from."""
     overrides = {k: v for k, v in (("channels", run["channels"]), ("image_hw", run["frame_size"])) if v}
+    overrides.update(dict(run.get("model") or {}))
     try:
         cfg = preset(run["preset"], **overrides)
     except ValueError as exc:
@@ -211,6 +212,8 @@ def train(args=None, **options) -> str:
     if unknown:
         raise TypeError(f"train: unknown options {sorted(unknown)}; see python -m minihart.train --help")
     opts.update(vars(args) if args is not None else {}, **options)
+    if opts["model"] is not None:  # [(field, value), ...] or a dict, as stored in JSON
+        opts["model"] = json.loads(json.dumps(dict(opts["model"])))
     device = resolve_device(opts["device"])
     xp = array_module(device)
     if opts["resume"]:
@@ -245,7 +248,11 @@ def train(args=None, **options) -> str:
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
     cur = Curriculum(**state["curriculum"])
-    B = run["batch_size"]
+    B, K = run["batch_size"], run["tbptt"]
+    if run["eval_every"] % K:
+        raise TrainingError(f"--eval-every {run['eval_every']} must be a multiple of --tbptt {K}, so that "
+                            "checkpoints fall between sequences (and resume exactly)")
+    piece = None  # truncated BPTT: the batch of K * T frames, the piece reached and the carried state
 
     def checkpoint():
         acc = state["acc"]
@@ -276,12 +283,15 @@ def train(args=None, **options) -> str:
     eval_every = run["eval_every"]
     epoch_steps = run["epoch_steps"] or max(1, train_set.batches_per_epoch(B, cur.seq_len))
     while (steps is None or state["step"] < steps) and (minutes is None or state["seconds"] < 60 * minutes):
-        T = cur.seq_len
-        # made on the device (frames as stored, converted there; masks drawn there), the first
-        # boxes checked on the host: forward and backward never wait for the GPU
-        frames, boxes, presence = train_set.batch(rng, B, T, xp)
+        if piece is None or piece["k"] == K:
+            # made on the device (frames as stored, converted there; masks drawn there), the first
+            # boxes checked on the host: forward and backward never wait for the GPU
+            piece = dict(k=0, T=cur.seq_len, state=None, batch=train_set.batch(rng, B, K * cur.seq_len, xp))
+        T, k = piece["T"], piece["k"]
+        frames, boxes, presence = (v[:, k * T:(k + 1) * T] for v in piece["batch"])
         noise = sample_noise(cfg, rng, len(frames), T, xp)
-        out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
+        out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False, state=piece["state"])
+        piece.update(k=k + 1, state=out_["state"])
         grads, norm = clip_by_global_norm(backward(cache), run["clip"])
         # the step's one device-to-host transfer: everything the loop reads, in one array
         terms = out_["terms"]
@@ -337,6 +347,31 @@ def frame_size(text):
     return (h, w)
 
 
+def model_setting(text):
+    """argparse type for ``--set FIELD=VALUE``: a field of :class:`minihart.model.Config` and a
+    value of its type (``true``/``false``; numbers; ``40,40`` for pairs)."""
+    import dataclasses  # noqa: PLC0415
+
+    from minihart.model import Config  # noqa: PLC0415
+    fields = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("name", "v1", "dfn")}
+    key, sep, value = text.partition("=")
+    if not sep or key not in fields:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with FIELD one of {sorted(fields)}, got {text!r}")
+    kind = type(fields[key].default) if fields[key].default is not dataclasses.MISSING else int
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            v = value.lower() in ("true", "1")
+        elif kind is tuple or key in ("glimpse_hw", "channels"):
+            v = tuple(int(x) for x in value.split(",")) if "," in value else int(value)
+        else:
+            v = kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key}: cannot read {value!r} as {kind.__name__}") from None
+    return key, v
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minihart.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=sorted(DEFAULTS),
@@ -346,6 +381,9 @@ def build_parser():
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 (grey) or 3 (colour) instead of the preset's")
     p.add_argument("--frame-size", type=frame_size, metavar="HxW",
                    help="frame size the model sees (frames and boxes are resized to it; default: the preset's)")
+    p.add_argument("--set", dest="model", type=model_setting, action="append", metavar="FIELD=VALUE",
+                   help="change a field of the preset's model configuration (repeatable), e.g. "
+                        "--set relative_updates=true --set glimpse_hw=40,40 (see minihart/model/config.py)")
     p.add_argument("--init-from", metavar="CKPT",
                    help="start from the parameters (and model) of this checkpoint, e.g. a synthetic run's best.npz")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
@@ -378,6 +416,9 @@ def build_parser():
                    help="sot: random temporal stride 1..N (skipped frames make faster motion; default 3)")
     p.add_argument("--max-zoom", type=number(float, 1),
                    help="sot: random zoom 1..Z and shift of the frame around the target (default 1.5; 1: off)")
+    p.add_argument("--tbptt", type=number(int, 1), metavar="K",
+                   help="truncated backpropagation through time: sequences of K*T frames trained in K pieces "
+                        "of T, the recurrent state carried from piece to piece (default 1: off)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")
@@ -401,9 +442,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; the last checkpoint is intact (continue with --resume RUNDIR)", file=sys.stderr)
         return 130
-    print(f"run folder: {out}\n  training curves: {out}/training.png\n  metrics: {out}/metrics.csv\n"
-          f"  evaluation: {out}/eval/evaluation.png\n  tracking video: {out}/eval/tracking.gif\n"
-          f"  checkpoints: {out}/best.npz, {out}/last.npz")
+    lines = [f"run folder: {out}", f"  training curves: {out}/training.png", f"  metrics: {out}/metrics.csv"]
+    if not args.no_final_eval:
+        lines.append(f"  evaluation (results, plots, tracking.gif): {out}/eval/")
+    print("\n".join(lines + [f"  checkpoints: {out}/best.npz, {out}/last.npz"]))
     return 0
 
 

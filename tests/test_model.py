@@ -31,19 +31,26 @@ def _data(rng, B=2, T=3, C=2, H=12, W=14):
     return frames, boxes, presence
 
 
-def test_end_to_end_gradient_check_float64(xp, rng):
+@pytest.mark.parametrize("variant", ["paper", "relative", "continued"])
+def test_end_to_end_gradient_check_float64(xp, rng, variant):
     """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
-    Runs on NumPy and, on a GPU machine, on CuPy (the same model code)."""
-    params = {k: v.astype(np.float64) for k, v in init_params(TINY, rng).items()}
+    Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``relative``: updates in
+    window units (``relative_updates``); ``continued``: a piece that continues a carried
+    recurrent state (truncated BPTT: the state is an input, not differentiated)."""
+    cfg = TINY.__class__(**{**TINY.to_dict(), "relative_updates": variant != "paper"})
+    params = {k: v.astype(np.float64) for k, v in init_params(cfg, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
         if k.endswith(".b") or k in ("att2.W", "box2.W"):
             params[k] = params[k] + 0.1 * rng.standard_normal(params[k].shape)
     params = {k: xp.asarray(v) for k, v in params.items()}
     frames, boxes, presence = (xp.asarray(a) for a in _data(rng))
     noise = sample_noise(TINY.__class__(**{**TINY.to_dict(), "zoneout": 0.3}), rng, 2, 3, xp)
+    state = None
+    if variant == "continued":  # the state after a first piece, carried in as a constant
+        state = forward(params, cfg, frames, boxes, presence, noise)[0]["state"]
 
     def fwd(**p):
-        out, cache = forward(p, TINY, frames, boxes, presence, noise)
+        out, cache = forward(p, cfg, frames, boxes, presence, noise, state=state)
         return out["loss"], cache
 
     def bwd(dout, cache):

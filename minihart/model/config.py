@@ -32,7 +32,12 @@ class Config:
     n_units: LSTM size, eq. (5); mask_features: units of the location-map features fed to the
     attention read-out, eq. (6); zoneout: probability for cell and hidden state; dropout: after
     V1; att_gain: initial c of eq. (7); init_window_scale: the first attention window is the
-    first box scaled by this about its centre (context around the object); l2: beta of eq. (9).
+    first box scaled by this about its centre (context around the object); l2: beta of eq. (9);
+    relative_updates: express the updates of eqs. (7) and (8), ``Delta a`` and ``Delta b``, in units
+    of the current attention window's size (``[h, w, h, w]`` of ``a_t``) instead of the frame's:
+    the glimpse shows the object in window coordinates, so a step that is right for one window
+    size is right for every size, and the window's size changes by a factor, never by a fixed
+    share of the frame. The paper leaves these units open; False is the reference's choice.
     """
     name: str
     channels: int
@@ -48,6 +53,7 @@ class Config:
     init_window_scale: float = 1.5
     l2: float = 1e-4
     image_hw: tuple = (120, 160)  # the frame size the preset is trained on (data default)
+    relative_updates: bool = False
 
     def __post_init__(self):  # values no layer could use, named here rather than deep inside one
         def ints(v, low):

@@ -137,6 +137,8 @@ class StepCache(NamedTuple):
     box: tuple
     d_att: object
     gain: object
+    d_box: object
+    unit: object
 
 
 def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
@@ -169,9 +171,29 @@ def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
     q, b1c = _dense_forward(p, "box1", h, "elu")
     d_box, b2c = _dense_forward(p, "box2", q, "tanh")
     gain = xp.tanh(p["att_gain"])
-    out = dict(a_next=a + gain * d_att, h=h, c=c, pred=a + d_box, logits=logits[:, 0], g=g,
+    unit = window_units(a, cfg)                            # 1, or the window's [h, w, h, w]
+    out = dict(a_next=a + gain * d_att * unit, h=h, c=c, pred=a + d_box * unit, logits=logits[:, 0], g=g,
                filters=filters)                            # eqs. (7), (8)
-    return out, StepCache(app, dfn_caches, lc, s, nu, fc, lstm_c, mc, (a1c, a2c), (b1c, b2c), d_att, gain)
+    return out, StepCache(app, dfn_caches, lc, s, nu, fc, lstm_c, mc, (a1c, a2c), (b1c, b2c), d_att, gain,
+                          d_box, unit)
+
+
+def window_units(a, cfg):
+    """The units of the updates of eqs. (7) and (8): 1 (frame units), or with
+    ``cfg.relative_updates`` the attention window's size ``[h, w, h, w]`` ``(B, 4)``."""
+    if not cfg.relative_updates:
+        return 1.0
+    xp = get_array_module(a)
+    return xp.concatenate([a[:, 2:4], a[:, 2:4]], axis=1)
+
+
+def _window_units_backward(dunit, cfg):
+    """The gradient to ``a`` of :func:`window_units` from the gradient of its output ``(B, 4)``."""
+    xp = get_array_module(dunit)
+    if not cfg.relative_updates:
+        return 0.0
+    zero = xp.zeros_like(dunit[:, :2])
+    return xp.concatenate([zero, dunit[:, :2] + dunit[:, 2:]], axis=1)
 
 
 def step_backward(d, cache: StepCache, cfg, grads):
@@ -182,10 +204,11 @@ def step_backward(d, cache: StepCache, cfg, grads):
     xp = get_array_module(d["pred"])
     n = cfg.n_units
     da = d["a"] + d["pred"] + d["a_next"]
-    dq = _dense_backward(d["pred"], k.box[1], grads)
+    da = da + _window_units_backward(d["a_next"] * k.gain * k.d_att + d["pred"] * k.d_box, cfg)
+    dq = _dense_backward(d["pred"] * k.unit, k.box[1], grads)
     dh = d["h"] + _dense_backward(dq, k.box[0], grads)
-    grads["att_gain"] += (d["a_next"] * k.d_att).sum().reshape(1) * (1 - k.gain ** 2)
-    dr = _dense_backward(d["a_next"] * k.gain, k.att[1], grads)
+    grads["att_gain"] += (d["a_next"] * k.d_att * k.unit).sum().reshape(1) * (1 - k.gain ** 2)
+    dr = _dense_backward(d["a_next"] * k.gain * k.unit, k.att[1], grads)
     dz = _dense_backward(dr, k.att[0], grads)
     dh = dh + dz[:, :n]
     ds = _dense_backward(dz[:, n:], k.mask, grads).reshape(k.s.shape)
@@ -232,18 +255,18 @@ def init_forward(p, cfg, frame0, box0):
     B = frame0.shape[0]
     tb = xp.tanh(p["att_bias"])
     # box0 was checked by the caller (validate_inputs, Tracker.init): no second device read here
-    a1 = box_to_attention(_initial_window(box0, cfg.init_window_scale), frame0.shape[2:], validate=False)
-    a1 = a1 + 0.25 * tb
+    a0 = box_to_attention(_initial_window(box0, cfg.init_window_scale), frame0.shape[2:], validate=False)
+    a1 = a0 + 0.25 * tb * window_units(a0, cfg)
     a1 = a1.astype(frame0.dtype)
     _, f, nu, app = _appearance_forward(p, cfg, frame0, a1, None)
     v, fc = _dense_forward(p, "feat", xp.concatenate([nu.reshape(B, -1), a1], axis=1), "elu")
     zeros = xp.zeros((B, cfg.n_units), frame0.dtype)
     (h, c), lc = lstm_step_forward(v, zeros, zeros, p["lstm.Wx"], p["lstm.Wh"], p["lstm.b"])
-    return (a1, h, c), (f, nu, app, fc, lc, tb)
+    return (a1, h, c), (f, nu, app, fc, lc, tb, window_units(a0, cfg))
 
 
 def init_backward(da, dh, dc, cache, cfg, grads):
-    f, nu, app, fc, lc, tb = cache
+    f, nu, app, fc, lc, tb, unit0 = cache
     dv, _, _, dWx, dWh, db = lstm_step_backward((dh, dc), lc)
     grads["lstm.Wx"] += dWx
     grads["lstm.Wh"] += dWh
@@ -251,7 +274,7 @@ def init_backward(da, dh, dc, cache, cfg, grads):
     dx = _dense_backward(dv, fc, grads)
     da = da + dx[:, -4:]
     da = da + _appearance_backward(get_array_module(f).zeros_like(f), dx[:, :-4].reshape(nu.shape), cfg, app, grads)
-    grads["att_bias"] += (da * 0.25 * (1 - tb ** 2)).sum(axis=0)
+    grads["att_bias"] += (da * 0.25 * unit0 * (1 - tb ** 2)).sum(axis=0)
 
 
 def sample_noise(cfg: Config, rng: np.random.Generator, batch: int, steps: int, xp=np):
@@ -286,7 +309,7 @@ def validate_inputs(cfg: Config, frames, boxes, presence, check_boxes=True):
         validate_boxes(boxes[:, 0], "boxes[:, 0] (the first frame's boxes)", frames.shape[3:])
 
 
-def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=True):
+def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=True, state=None):
     """Run HART over ``frames (B, T, C, H, W)`` from the first boxes ``boxes[:, 0]``.
 
     Args: boxes ``(B, T, 4)`` pixels ``[y, x, h, w]`` (targets for t >= 2); presence ``(B, T)``
@@ -294,17 +317,23 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
       check_boxes: False skips the check of the first boxes' values (shapes are always
       checked), which reads them back once. Batches from ``WindowSet.gather`` were checked on
       the host; ``train`` passes False, so forward and :func:`backward` never wait for a GPU.
+      state: ``out["state"]`` of the previous piece of the same sequences, to continue them
+      (truncated backpropagation through time: no gradient flows into it; every frame,
+      the first included, is then a prediction and scored).
     Returns ``out``: ``loss`` (0-d), ``terms`` (dict of 0-d arrays: tracking, attention,
     appearance, l2, and lambda_*), ``pred`` and ``att`` boxes ``(B, T, 4)`` in pixels, ``iou``
-    ``(B, T)``, ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``; and a cache for
-    :func:`backward`.
+    ``(B, T)``, ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``, ``state`` (the
+    recurrent state after the last frame); and a cache for :func:`backward`.
     """
-    validate_inputs(cfg, frames, boxes, presence, check_boxes)
+    validate_inputs(cfg, frames, boxes, presence, check_boxes and state is None)
     xp = get_array_module(frames)
     B, T, _, H, W = frames.shape
     scale = xp.asarray([H, W, H, W], frames.dtype)
-    (a, h, c), init_cache = init_forward(p, cfg, frames[:, 0], boxes[:, 0])
-    alpha = h
+    if state is None:
+        (a, h, c), init_cache = init_forward(p, cfg, frames[:, 0], boxes[:, 0])
+        alpha = h
+    else:
+        (a, h, c, alpha), init_cache = state, None
     steps, caches = [], []
     for t in range(T):
         o, k = step_forward(p, cfg, frames[:, t], a, h, c, alpha, None if noise is None else noise[t])
@@ -315,7 +344,8 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
     att = xp.stack([s["a"] for s in steps], axis=1) * scale
     logits = xp.stack([s["logits"] for s in steps], axis=1)
     pres = presence.astype(frames.dtype)
-    pres[:, 0] = 0  # the first box is given, not predicted
+    if state is None:
+        pres[:, 0] = 0  # the first box is given, not predicted
     # absent objects have no box: a dummy one keeps IoU finite; the mask zeroes its loss
     safe = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
     lt, ct = L.tracking_loss_forward(pred, safe, pres)
@@ -329,7 +359,7 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
     reg = cfg.l2 * (r_theta + r_psi / (B * T))
     lam = p["loss_v"] ** 2 + 1e-8
     iou_values = iou(pred, safe) * pres  # a metric, no gradient
-    out = dict(loss=total + reg, pred=pred, att=att, iou=iou_values, presence=pres,
+    out = dict(loss=total + reg, pred=pred, att=att, iou=iou_values, presence=pres, state=(a, h, c, alpha),
                glimpses=xp.stack([s["g"] for s in steps], axis=1), maps=sigmoid(logits),
                terms=dict(tracking=lt, attention=ls, appearance=la, l2=reg,
                           lambda_tracking=lam[0], lambda_attention=lam[1], lambda_appearance=lam[2]))
@@ -365,6 +395,7 @@ def backward(cache) -> dict:
                  filters=[cfg.l2 / BT * f for f in steps[t]["filters"]])
         da, dh_prev, dc, dalpha = step_backward(d, caches[t], cfg, grads)
         dh = dh_prev + dalpha  # h_{t-1} is both the LSTM state and the appearance alpha_t
-    init_backward(da, dh, dc, init_cache, cfg, grads)
+    if init_cache is not None:  # a continued piece (``state``) ends the gradient here
+        init_backward(da, dh, dc, init_cache, cfg, grads)
     return {k: (grads[k] if not isinstance(grads[k], int) else xp.zeros_like(v)).astype(v.dtype, copy=False)
             for k, v in p.items()}

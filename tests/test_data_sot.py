@@ -1,0 +1,210 @@
+"""Real tracking sequences (minihart/data/sot.py): OTB, GOT-10k and LaSOT folders, absent
+targets, splits, resizing, the frame cache, augmentation and bad input."""
+import os
+
+import numpy as np
+import pytest
+
+from minihart.data import make_dataset, sot
+
+
+def _image(hw, i, box=None):
+    """A frame of grey level 20 + 10 i with a bright square where ``box`` ([y, x, h, w]) is."""
+    img = np.full((*hw, 3), 20 + 10 * i, np.uint8)
+    if box is not None:
+        y, x, h, w = (int(round(v)) for v in box)
+        img[y:y + h, x:x + w] = (250, 240, 10)
+    return img
+
+
+def _write_images(folder, n, hw=(40, 60), boxes=None, ext="png", first=1, digits=4):
+    import imageio.v3 as iio
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        iio.imwrite(folder / f"{i + first:0{digits}d}.{ext}", _image(hw, i, None if boxes is None else boxes[i]))
+
+
+def otb_seq(folder, lines, hw=(40, 60), n=None):
+    _write_images(folder / "img", len(lines) if n is None else n, hw)
+    (folder / "groundtruth_rect.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def got10k_seq(folder, lines, absent, hw=(40, 60)):
+    _write_images(folder, len(lines), hw, digits=8, ext="jpg")
+    (folder / "groundtruth.txt").write_text("\n".join(lines) + "\n")
+    (folder / "absence.label").write_text("\n".join(str(a) for a in absent) + "\n")
+    return folder
+
+
+def lasot_seq(folder, lines, occlusion, out_of_view, hw=(40, 60)):
+    _write_images(folder / "img", len(lines), hw, digits=8, ext="jpg")
+    (folder / "groundtruth.txt").write_text("\n".join(lines) + "\n")
+    (folder / "full_occlusion.txt").write_text(",".join(str(a) for a in occlusion))
+    (folder / "out_of_view.txt").write_text(",".join(str(a) for a in out_of_view))
+    return folder
+
+
+LINES = ["10,12,20,16", "11\t13\t20\t16", "12 14 21 17", "NaN,NaN,NaN,NaN", "14, 16, 22, 18"]
+
+
+def test_otb_separators_and_an_absent_target(tmp_path):
+    info = sot.read_sequence(otb_seq(tmp_path / "Walker", LINES))
+    assert info.format == "otb" and info.name == "Walker" and len(info.images) == 5
+    assert info.image_hw == (40, 60)
+    np.testing.assert_array_equal(info.boxes[0], [12, 10, 16, 20])  # x y w h -> y x h w
+    np.testing.assert_array_equal(info.presence, [1, 1, 1, 0, 1])
+    np.testing.assert_array_equal(info.boxes[3], info.boxes[2])  # absent: the previous box
+
+
+def test_got10k_absence_label_masks_frames(tmp_path):
+    lines = ["5,6,10,12", "6,7,10,12", "0,0,0,0", "8,9,10,12"]
+    info = sot.read_sequence(got10k_seq(tmp_path / "GOT-10k_Val_000001", lines, [0, 1, 1, 0]))
+    assert info.format == "got10k" and len(info.images) == 4
+    np.testing.assert_array_equal(info.presence, [1, 0, 0, 1])
+    np.testing.assert_array_equal(info.boxes[2], info.boxes[1])
+    np.testing.assert_array_equal(info.boxes[3], [9, 8, 12, 10])
+
+
+def test_lasot_occlusion_and_out_of_view_mask_frames(tmp_path):
+    lines = ["5,6,10,12"] * 5
+    info = sot.read_sequence(lasot_seq(tmp_path / "cat-3", lines, [0, 0, 1, 0, 0], [0, 0, 0, 0, 1]))
+    assert info.format == "lasot"
+    np.testing.assert_array_equal(info.presence, [1, 1, 0, 1, 0])
+
+
+def test_leading_absent_frames_take_the_first_visible_box(tmp_path):
+    info = sot.read_sequence(otb_seq(tmp_path / "S", ["NaN,NaN,NaN,NaN", "0,0,0,0", "3,4,5,6", "4,4,5,6"]))
+    np.testing.assert_array_equal(info.presence, [0, 0, 1, 1])
+    np.testing.assert_array_equal(info.boxes[0], [4, 3, 6, 5])
+
+
+def test_find_sequences_splits_lists_and_class_folders(tmp_path):
+    root = tmp_path / "set"
+    otb_seq(root / "train" / "B", LINES)
+    lasot_seq(root / "train" / "cat" / "cat-1", ["5,6,10,12"] * 3, [0] * 3, [0] * 3)
+    got10k_seq(root / "train" / "A", ["5,6,10,12"] * 3, [0] * 3)
+    otb_seq(root / "val" / "C", LINES)
+    names = [p.name for p in sot.find_sequences(sot.split_folder(root, "train"))]
+    assert names == ["A", "B", "cat-1"]
+    assert sot.split_folder(root, "test") == root / "val"  # val and test stand in for each other
+    (root / "train" / "list.txt").write_text("cat/cat-1\nA\n")  # GOT-10k style list: its order
+    assert [p.name for p in sot.find_sequences(root / "train")] == ["cat-1", "A"]
+    (root / "train" / "list.txt").write_text("A\nZ\n")
+    with pytest.raises(ValueError, match="list.txt: 1 listed sequences are missing"):
+        sot.find_sequences(root / "train")
+    assert sot.find_sequences(root / "val" / "C") == [root / "val" / "C"]  # one sequence
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no tracking sequences found"):
+        sot.find_sequences(tmp_path / "empty")
+    with pytest.raises(ValueError, match="no such folder"):
+        sot.find_sequences(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("short line", r"groundtruth_rect.txt line 2: expected 4 numbers"),
+    ("word", r"groundtruth_rect.txt line 3: non-numeric value 'abc'"),
+    ("fewer images", r"5 boxes but 4 images"),
+    ("more images", r"5 boxes but 6 images"),
+    ("no target", r"no box shows the target"),
+    ("one frame", r"at least 2 frames"),
+])
+def test_malformed_sequences_are_named_with_file_and_line(tmp_path, case, message):
+    lines = list(LINES)
+    n = None
+    if case == "short line":
+        lines[1] = "1,2,3"
+    elif case == "word":
+        lines[2] = "1,2,abc,4"
+    elif case == "fewer images":
+        n = 4
+    elif case == "more images":
+        n = 6
+    elif case == "no target":
+        lines = ["NaN,NaN,NaN,NaN"] * 3
+    elif case == "one frame":
+        lines = lines[:1]
+    folder = otb_seq(tmp_path / "S", lines, n=n)
+    with pytest.raises(ValueError, match=message):
+        sot.read_sequence(folder)
+
+
+def test_bad_flags_and_images_are_named(tmp_path):
+    folder = got10k_seq(tmp_path / "G", ["5,6,10,12"] * 3, [0, 2, 0])
+    with pytest.raises(ValueError, match=r"absence.label line 2: expected 0 or 1, got '2'"):
+        sot.read_sequence(folder)
+    (folder / "absence.label").write_text("0\n0\n")
+    with pytest.raises(ValueError, match=r"absence.label: 2 flags for 3 boxes"):
+        sot.read_sequence(folder)
+    seq = otb_seq(tmp_path / "S", LINES)
+    (seq / "img" / "0003.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"cannot read image .*0003.png"):
+        sot.load(seq, frame_hw=(20, 30), cache=False)
+    seq2 = otb_seq(tmp_path / "T", LINES)
+    _write_images(seq2 / "img", 1, hw=(44, 60), first=4)  # image 4 changes size
+    for hw in (None, (20, 30)):  # resizing would hide it: still named
+        with pytest.raises(ValueError, match=r"0004.png: size \(44, 60\) differs"):
+            sot.load(seq2, frame_hw=hw, cache=False)
+
+
+def test_load_resizes_scales_boxes_and_reuses_its_cache(tmp_path, monkeypatch):
+    root = tmp_path / "set"
+    otb_seq(root / "train" / "A", LINES)
+    otb_seq(root / "train" / "B", ["2,3,10,8"] * 3, hw=(30, 80))  # another size: resized to one
+    monkeypatch.setenv("MINIHART_CACHE", str(tmp_path / "cache"))
+    ds = make_dataset("sot", root, "train", frame_hw=(20, 30), channels=1)
+    assert ds.image_hw == (20, 30) and [s.name for s in ds.sequences] == ["A", "B"]
+    np.testing.assert_allclose(ds.scales[1], [20 / 30, 30 / 80] * 2)
+    np.testing.assert_allclose(ds.tracks[0][2][0], [12 * 0.5, 10 * 0.5, 16 * 0.5, 20 * 0.5])
+    cached = sorted(os.listdir(tmp_path / "cache"))
+    assert len(cached) == 2 and all(c.endswith(".npy") for c in cached)
+    # a second load reads the cache (memory-mapped), not the images
+    monkeypatch.setattr(sot, "read_image", lambda *a, **k: pytest.fail("read an image despite the cache"))
+    again = make_dataset("sot", root, "train", frame_hw=(20, 30), channels=1)
+    assert isinstance(again.videos[0], np.memmap)
+    np.testing.assert_array_equal(again.videos[0], ds.videos[0])
+    frames, boxes, presence = again.batches(2, None).__next__()
+    assert frames.shape == (2, 5, 1, 20, 30) and frames.dtype == np.float32
+    np.testing.assert_array_equal(presence, [[1, 1, 1, 0, 1], [1, 1, 1, 0, 0]])  # B padded
+
+
+def test_a_sequence_shorter_than_T_gives_a_padded_window(tmp_path):
+    ds = sot.load(otb_seq(tmp_path / "S", LINES), frame_hw=(20, 30), cache=False)
+    frames, boxes, presence = ds.batch(np.random.default_rng(0), 2, 12)
+    assert frames.shape[:2] == (2, 12) and presence[:, 5:].sum() == 0
+
+
+def test_augmentation_moves_boxes_with_the_pixels(tmp_path):
+    """Zoom, shift, stride, reversal and mirroring: in every augmented window the bright square
+    is where its box says (mean inside the box bright, the border outside dark)."""
+    n, hw = 24, (48, 64)
+    rng = np.random.default_rng(1)
+    boxes = [[10 + i * 0.5, 12 + i, 10, 12] for i in range(n)]
+    folder = tmp_path / "S" / "img"
+    _write_images(folder, n, hw, boxes=boxes)
+    (tmp_path / "S" / "groundtruth_rect.txt").write_text(
+        "\n".join(f"{b[1]},{b[0]},{b[3]},{b[2]}" for b in boxes) + "\n")
+    ds = sot.load(tmp_path / "S", frame_hw=hw, cache=False, augment=True, max_stride=3, max_zoom=2.0)
+    seen_zoom = False
+    for _ in range(12):
+        frames, bxs, pres = ds.batch(rng, 1, 6)
+        for t in range(frames.shape[1]):
+            y, x, h, w = bxs[0, t]
+            seen_zoom |= h > 11
+            img = frames[0, t, 0]
+            inner = img[int(np.ceil(y + 1)):int(y + h - 1), int(np.ceil(x + 1)):int(x + w - 1)]
+            assert inner.size and inner.mean() > 0.8, (t, bxs[0, t])
+    assert seen_zoom
+
+
+def test_training_reads_the_sot_dataset(tmp_path):
+    from minihart import train
+    root = tmp_path / "set"
+    for split, names in (("train", ["A", "B"]), ("val", ["C"])):
+        for name in names:
+            otb_seq(root / split / name, LINES * 2, hw=(45, 60))
+    out = tmp_path / "run"
+    assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
+                       "--eval-every", "2", "--batch-size", "2", "--tbptt", "2", "--no-final-eval", "--quiet",
+                       "--out", str(out), "--max-len", "5"]) == 0
+    assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
