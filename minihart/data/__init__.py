@@ -30,7 +30,7 @@ API (what ``train``, ``evaluate`` and ``track`` call)::
 
 Options per dataset: synthetic: flavour ("kth" grey 120x160 | "kitti" colour 187x621),
 frame_hw, channels, difficulty ("easy" | "medium" | "hard" | 0..1), size, seed and single
-knobs (see :mod:`minihart.data.synthetic`); kth: test_subjects, overlap, augment; kitti:
+knobs (see :mod:`minihart.data.synthetic`); kth: split_by, test_subjects, overlap, augment; kitti:
 split_by ("frames" | "sequence"), train_fraction, overlap, augment, channels,
 max_truncation, max_occlusion; otb: frame_hw, channels, overlap.
 Getting the real data: ``python data_scripts/get_kth.py`` and ``python data_scripts/get_kitti.py``.
