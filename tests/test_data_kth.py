@@ -83,6 +83,11 @@ def test_prepare_and_load_real_formats(kth_raw, tmp_path):
                                atol=2)
     default_test = kth.load(tmp_path / "kth", "test")  # person 2 is a KTH test subject
     assert default_test.num_windows(None) == 1
+    with np.load(tmp_path / "kth" / "tracks.npz") as z:  # as an older minihart prepared it
+        np.savez(tmp_path / "kth" / "tracks.npz", info=z["info"], boxes=z["boxes"] + [1, 1, -1, -1])
+    old = r"tracks\.npz was prepared by an older minihart .* data_scripts/get_kth\.py --root"
+    with pytest.raises(ValueError, match=old):
+        kth.load(tmp_path / "kth")
 
 
 def test_boxes_are_1_based_and_inclusive(tmp_path):
@@ -149,7 +154,7 @@ def write_cache(root, tracks):
     np.save(root / "frames.npy", np.zeros((3 * len(tracks), 120, 160), np.uint8))
     info = [(p, d, 6, 1, 1, 3 * k, 3) for k, (p, d) in enumerate(tracks)]
     boxes = np.repeat([[10 * p + d, 5, 20, 10] for p, d in tracks], 3, axis=0).astype(np.float32)
-    np.savez(root / "tracks.npz", info=np.array(info, np.int64), boxes=boxes)
+    np.savez(root / "tracks.npz", info=np.array(info, np.int64), boxes=boxes, version=kth.CACHE_VERSION)
 
 
 def _picked(ds):

@@ -13,7 +13,8 @@ pixels, both included (the values run 1..120 and 1..160, never 0): a box becomes
 
 Cache (:func:`prepare`): ``frames.npy`` uint8 ``(N, 120, 160)`` grey, only the annotated
 frames; ``tracks.npz`` with ``info`` int ``(M, 7)`` = person, scenario, action, sequence,
-start, row in ``frames.npy``, length, and ``boxes`` float32 ``(N, 4)`` ``[y, x, h, w]``.
+start, row in ``frames.npy``, length, ``boxes`` float32 ``(N, 4)`` ``[y, x, h, w]`` and
+``version`` (:data:`CACHE_VERSION`; a cache without it has the boxes 1 px off: prepare again).
 
 Splits (``load(split_by=...)``), whole subjects or scenarios are left out of training:
 
@@ -39,6 +40,7 @@ FRAME_HW = (120, 160)
 BOXES_NAME = "KTHBoundingBoxInfo.txt"
 SPLITS_BY = ("subjects", "scenario")
 TEST_SCENARIOS = (4,)
+CACHE_VERSION = 2  # 2: boxes read as 1-based inclusive corners
 
 
 class BoxEntry(NamedTuple):
@@ -167,7 +169,8 @@ def prepare(video_dir, boxes_file, out_dir, actions=USED_ACTIONS, progress=True)
     (out / "frames.part.npy").replace(out / "frames.npy")
     info = np.array([(e.person, e.scenario, ACTIONS.index(e.action) + 1, e.sequence, e.start,
                       off, n) for e, off, n in zip(kept, offsets, lengths)], dtype=np.int64)
-    np.savez(out / "tracks.npz", info=info, boxes=np.concatenate([e.boxes for e in kept]))
+    np.savez(out / "tracks.npz", info=info, boxes=np.concatenate([e.boxes for e in kept]),
+             version=CACHE_VERSION)
     return {"frames": int(sum(lengths)), "tracks": len(kept), "missing_videos": missing}
 
 
@@ -193,6 +196,10 @@ def load(root, split="train", split_by="subjects", test_subjects=None, overlap=0
                                              f"python data_scripts/get_kth.py --root {root}")
     frames = np.load(root / "frames.npy", mmap_mode="r")
     with np.load(root / "tracks.npz") as z:
+        if "version" not in z:  # made before the 1-based fix: every box 1 px off, silently
+            raise ValueError(f"{root / 'tracks.npz'} was prepared by an older minihart that read the "
+                             "KTH boxes 1 pixel off; prepare it again with "
+                             f"python data_scripts/get_kth.py --root {root}")
         info, boxes = z["info"], z["boxes"]
     if split_by == "subjects":
         held_out, rule = np.isin(info[:, 0], subjects), f"test subjects {subjects}"
