@@ -7,6 +7,8 @@
 * :func:`verify_zip` checks every member's CRC-32 (the zip's own checksums) and deletes a
   corrupt archive so that the next run downloads it again.
 * Network failures raise :class:`Unreachable`; :func:`unreachable_message` says what to do.
+* HTTP 401, 403, 404 and 410 raise :class:`NotAvailable` (the file moved, or needs a login):
+  each script says where else to get that file.
 """
 from __future__ import annotations
 
@@ -18,6 +20,14 @@ from pathlib import Path
 
 class DownloadError(Exception):
     """A download or an archive failed its checks; the message says what to do."""
+
+
+class NotAvailable(DownloadError):
+    """The server answered that the file is not there, or not for us (HTTP 401/403/404/410)."""
+
+    def __init__(self, url, code, reason):
+        super().__init__(f"{url}: HTTP error {code} {reason}")
+        self.url, self.code = url, code
 
 
 class Unreachable(DownloadError):
@@ -66,6 +76,8 @@ def fetch(url, dest, opener=urllib.request.urlopen, chunk=1 << 20, progress=True
         if exc.code == 416 and have:  # nothing left to send: the .part is stale; start over
             part.unlink()
             return fetch(url, dest, opener, chunk, progress)
+        if exc.code in (401, 403, 404, 410):
+            raise NotAvailable(url, exc.code, exc.reason) from None
         raise DownloadError(f"{url}: HTTP error {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise Unreachable(url, getattr(exc, "reason", exc)) from None
@@ -93,15 +105,18 @@ def fetch(url, dest, opener=urllib.request.urlopen, chunk=1 << 20, progress=True
     return dest
 
 
-def verify_zip(path):
-    """Check the CRC-32 of every member of the zip ``path``; delete it and raise
-    :class:`DownloadError` if it is corrupt."""
+def verify_zip(path, delete=True):
+    """Check the CRC-32 of every member of the zip ``path``; raise :class:`DownloadError` if
+    it is corrupt, after deleting it (``delete``: a download, so that the next run fetches it
+    again; a file the user gave keeps)."""
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError) as exc:
         bad = f"not a readable zip: {exc}"
-    if bad is not None:
+    if bad is not None and delete:
         Path(path).unlink()
         raise DownloadError(f"{path} is corrupt ({bad}); it was deleted, rerun to download it "
                             "again")
+    if bad is not None:
+        raise DownloadError(f"{path} is corrupt ({bad}); download it again")

@@ -13,7 +13,8 @@
 4. Deletes ROOT/raw/ unless --keep-raw.
 
 KITTI asks users to register at https://www.cvlibs.net/datasets/kitti/eval_tracking.php and
-to cite Geiger et al. 2013. Files already in ROOT/raw/ are used as they are.
+to cite Geiger et al. 2013. If the mirror answers 404 (or 403), register there, download the
+two zips by hand into ROOT/raw/ and rerun: files already in ROOT/raw/ are used as they are.
 """
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from download import DownloadError, Unreachable, fetch, unreachable_message, verify_zip  # noqa: E402
+from download import (DownloadError, NotAvailable, Unreachable, fetch, unreachable_message,  # noqa: E402
+                      verify_zip)
 
 from minihart.data import data_root, kitti  # noqa: E402
 
 URL = "https://s3.eu-central-1.amazonaws.com/avg-kitti/{}"
+REGISTER = "https://www.cvlibs.net/datasets/kitti/eval_tracking.php"
 ZIPS = ("data_tracking_label_2.zip", "data_tracking_image_2.zip")
 KEEP = ("training/image_02/", "training/label_02/")
 
@@ -56,6 +59,11 @@ def main(argv=None, opener=None):
     except Unreachable as exc:
         print(unreachable_message(exc, raw), file=sys.stderr)
         return 2
+    except NotAvailable as exc:
+        print(f"Download failed: {exc}.\nThe KITTI files need a registration: register at {REGISTER},\n"
+              f"download {' and '.join(ZIPS)} by hand into\n"
+              f"    {raw}/\nand rerun the same command; it uses files already there.", file=sys.stderr)
+        return 1
     except DownloadError as exc:
         print(f"Download failed: {exc}", file=sys.stderr)
         return 1

@@ -3,9 +3,10 @@ per-frame person boxes (``KTHBoundingBoxInfo.txt``) of the RATM / HART experimen
 
     python data_scripts/get_kth.py [--root data/kth] [--keep-raw]
 
-1. Downloads into ROOT/raw/ (about 560 MB): walking.zip, jogging.zip, running.zip from
-   https://www.csc.kth.se/cvap/actions/ and the boxes file. Downloads resume after an
-   interruption; sizes are checked against the server's and the zips' CRC-32s are tested.
+1. Downloads into ROOT/raw/ the boxes file (first, and checks it at once), then (about
+   560 MB) walking.zip, jogging.zip, running.zip from https://www.csc.kth.se/cvap/actions/.
+   Downloads resume after an interruption; sizes are checked against the server's and the
+   zips' CRC-32s are tested.
 2. Unpacks the .avi videos into ROOT/raw/videos/.
 3. Prepares the cache ROOT/frames.npy and ROOT/tracks.npz (see minihart/data/kth.py).
 4. Deletes ROOT/raw/ unless --keep-raw.
@@ -13,8 +14,10 @@ per-frame person boxes (``KTHBoundingBoxInfo.txt``) of the RATM / HART experimen
 The boxes file comes from the authors of "Recognizing actions by shape-motion prototype
 trees" (Lin, Jiang, Davis; linked from the RATM repository github.com/saebrahimi/RATM).
 Its address has moved over the years: if the default --boxes-url fails, find the file,
-and pass it with --boxes-file PATH (or put it in ROOT/raw/ and rerun).
-Files already in ROOT/raw/ are used as they are, so anything can be downloaded by hand.
+and pass it with --boxes-file PATH (or put it in ROOT/raw/ and rerun). A downloaded file
+that is not a boxes file (a server's error page) is moved aside to ROOT/raw/
+KTHBoundingBoxInfo.txt.invalid, never reused. Files already in ROOT/raw/ are used as they
+are, so anything can be downloaded by hand.
 """
 from __future__ import annotations
 
@@ -27,13 +30,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from download import DownloadError, Unreachable, fetch, unreachable_message, verify_zip  # noqa: E402
+from download import (DownloadError, NotAvailable, Unreachable, fetch, unreachable_message,  # noqa: E402
+                      verify_zip)
 
 from minihart.data import data_root, kth  # noqa: E402
 
 VIDEOS_URL = "https://www.csc.kth.se/cvap/actions/{}.zip"
 BOXES_URL = "http://www.umiacs.umd.edu/~zhuolin/PrototypeTree/KTHBoundingBoxInfo.txt"
-BOXES_NAME = "KTHBoundingBoxInfo.txt"
+BOXES_NAME = kth.BOXES_NAME
+VIDEOS_PAGE = "https://www.csc.kth.se/cvap/actions/"
+
+
+def boxes_file_ok(path, downloaded):
+    """Whether ``path`` parses as a boxes file; if not, print why and, for a file in ROOT/raw/
+    (downloaded or put there), move it aside to ``.invalid`` so that no later run reuses it."""
+    try:
+        kth.parse_boxes_file(path)
+        return True
+    except ValueError as exc:
+        print(f"{path} is not a valid {BOXES_NAME}:\n    {exc}", file=sys.stderr)
+    if downloaded:
+        aside = path.with_name(path.name + ".invalid")
+        path.replace(aside)
+        print(f"It was moved to {aside} (look at it: a server's error page?); the next run "
+              "downloads the file again.", file=sys.stderr)
+    print("Get the file by hand and pass it with --boxes-file PATH.", file=sys.stderr)
+    return False
 
 
 def main(argv=None, opener=None):
@@ -51,25 +73,35 @@ def main(argv=None, opener=None):
     root = data_root("kth", args.root)
     raw = root / "raw"
     fetch_kw = {} if opener is None else {"opener": opener}
-    try:
+    if args.boxes_file is not None and not args.boxes_file.is_file():
+        print(f"--boxes-file {args.boxes_file}: no such file", file=sys.stderr)
+        return 1
+    try:  # the small boxes file first: a problem with it shows before 560 MB of videos
+        boxes = args.boxes_file or fetch(args.boxes_url, raw / BOXES_NAME, **fetch_kw)
+        if not boxes_file_ok(boxes, downloaded=args.boxes_file is None):
+            return 1
         zips = []
         for action in kth.USED_ACTIONS:
             path = fetch(VIDEOS_URL.format(action), raw / f"{action}.zip", **fetch_kw)
             print(f"verifying {path} ...")
             verify_zip(path)
             zips.append(path)
-        boxes = args.boxes_file or fetch(args.boxes_url, raw / BOXES_NAME, **fetch_kw)
     except Unreachable as exc:
         print(unreachable_message(exc, raw), file=sys.stderr)
         return 2
+    except NotAvailable as exc:
+        if exc.url == args.boxes_url:
+            hint = (f"The boxes file has moved. Find {BOXES_NAME} (Lin, Jiang & Davis, linked from "
+                    "the RATM repository github.com/saebrahimi/RATM) and pass it with\n"
+                    f"    python data_scripts/get_kth.py --boxes-file PATH\n"
+                    f"or put it in {raw}/ and rerun the same command.")
+        else:
+            hint = (f"Download {Path(exc.url).name} by hand from {VIDEOS_PAGE} into {raw}/ and "
+                    "rerun the same command; it uses files already there.")
+        print(f"Download failed: {exc}.\n{hint}", file=sys.stderr)
+        return 1
     except DownloadError as exc:
         print(f"Download failed: {exc}", file=sys.stderr)
-        return 1
-    try:
-        kth.parse_boxes_file(boxes)
-    except (ValueError, UnicodeDecodeError) as exc:
-        print(f"{boxes} is not a valid {BOXES_NAME} ({exc}).\nIf it was downloaded, delete it; "
-              "then get the file by hand and pass --boxes-file PATH.", file=sys.stderr)
         return 1
     for path in zips:
         with zipfile.ZipFile(path) as z:

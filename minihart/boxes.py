@@ -9,6 +9,9 @@ File formats:
 
 * KITTI labels give ``x1 y1 x2 y2`` (left, top, right, bottom) as float pixel coordinates;
   ``x2, y2`` are read as *exclusive* ends, so ``w = x2 - x1`` and ``h = y2 - y1``.
+* KTH boxes (``KTHBoundingBoxInfo.txt``) give ``ymin xmin ymax xmax`` as 1-based pixels, both
+  ends included; :mod:`minihart.data.kth` converts them: ``y = ymin - 1``, ``x = xmin - 1``,
+  ``h = ymax - ymin + 1``, ``w = xmax - xmin + 1``.
 * OTB ground truth gives ``x y w h``. OTB is 1-based (MATLAB); we keep the numbers as given
   (no -1 shift), so OTB boxes sit one pixel right and down of their 0-based array position.
   Callers who care subtract 1 from ``x, y`` before :func:`from_xywh`.

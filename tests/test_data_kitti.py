@@ -1,6 +1,6 @@
 """KITTI: a tiny tracking set in the real layout (PNG frames, label_02 files) prepared and
 loaded by the code users run; filters, re-appearing objects, per-axis box scaling, splits,
-malformed input, and the get_kitti.py script."""
+malformed input (duplicated track lines included), and the get_kitti.py script (404 too)."""
 import io
 import sys
 import zipfile
@@ -13,7 +13,7 @@ from minihart.data import DatasetNotPrepared, kitti, make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
 import get_kitti  # noqa: E402
-from test_data_kth import FakeServer  # noqa: E402
+from test_data_kth import FakeServer, MissingServer  # noqa: E402
 
 
 def _label(frame, track, cls, trunc, occ, x1, y1, x2, y2):
@@ -53,6 +53,15 @@ def kitti_raw(tmp_path):
     write_sequence(base, 0, 10, (40, 124), SEQ0)
     write_sequence(base, 1, 8, (38, 120), SEQ1)
     return base
+
+
+def test_dontcare_regions_share_an_id_and_are_no_duplicates(tmp_path):
+    path = tmp_path / "0000.txt"
+    path.write_text("\n".join([_label(0, -1, "DontCare", -1, -1, 0, 0, 5, 5),
+                               _label(0, -1, "DontCare", -1, -1, 9, 9, 15, 15),
+                               _label(0, 0, "Car", 0, 0, 10, 5, 30, 25),
+                               _label(1, 0, "Car", 0, 0, 11, 5, 31, 25)]) + "\n")
+    assert [lab.track for lab in kitti.parse_labels(path)] == [-1, -1, 0, 0]
 
 
 def test_tracks_filter_dontcare_occlusion_truncation_and_split_on_reappear(kitti_raw):
@@ -111,6 +120,7 @@ def test_split_by_sequence_and_windows(kitti_raw, tmp_path):
     ("columns", r"0000\.txt line 3: expected 17 columns .* got 16"),
     ("number", r"0000\.txt line 3: non-numeric value 'left'"),
     ("inverted", r"0000\.txt line 47: bbox right < left or bottom < top"),
+    ("duplicate", r"0000\.txt line 47: track 1 has a second line for frame 5 \(the first is line 16\)"),
     ("label_frame", r"0000\.txt line 47: frame 12 has no image .*000012\.png"),
     ("gap", r"0000: missing frame image 000004\.png"),
     ("empty", r"0001: empty sequence folder"),
@@ -124,6 +134,8 @@ def test_malformed_input_names_file_and_line(kitti_raw, tmp_path, breakage, mess
         lines[2] = lines[2].replace(" 12 ", " left ", 1)  # x1 of the car in frame 2
     elif breakage == "inverted":  # x2 < x1: a negative width, parsed silently before
         lines.append(_label(1, 7, "Car", 0, 0, 30, 1, 20, 9))
+    elif breakage == "duplicate":  # split the pedestrian's track at frame 5 silently before
+        lines.append(_label(5, 1, "Pedestrian", 0, 0, 61, 8, 71, 30))
     elif breakage == "label_frame":
         lines.append(_label(12, 0, "Car", 0, 0, 1, 1, 9, 9))
     elif breakage == "gap":
@@ -135,6 +147,15 @@ def test_malformed_input_names_file_and_line(kitti_raw, tmp_path, breakage, mess
     with pytest.raises(ValueError, match=message):
         kitti.prepare(kitti_raw, tmp_path / "out", frame_hw=(20, 62), progress=False)
     assert not (tmp_path / "out" / "meta.json").exists()
+
+
+def test_get_kitti_404_says_register_and_download_by_hand(tmp_path, capsys):
+    root = tmp_path / "data" / "kitti"
+    assert get_kitti.main(["--root", str(root)], opener=MissingServer({})) == 1
+    err = capsys.readouterr().err
+    assert "HTTP error 404" in err and "register at https://www.cvlibs.net/" in err
+    assert "data_tracking_image_2.zip" in err and f"{root / 'raw'}/\nand rerun" in err
+    assert "Traceback" not in err
 
 
 def test_not_prepared_and_get_kitti_script(kitti_raw, tmp_path, capsys):

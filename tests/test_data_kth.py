@@ -72,8 +72,9 @@ def test_prepare_and_load_real_formats(kth_raw, tmp_path):
     assert frames.shape == (5, 1, 120, 160) and frames.dtype == np.float32
     np.testing.assert_allclose(frames[:, 0, 60:, 60:].mean((1, 2)) * 255, _levels(12)[1:6], atol=2)
     assert (frames[:, 0, :12, :12] > 0.95).all()  # not flipped or transposed
-    np.testing.assert_array_equal(boxes_[0], [10, 20, 60, 25])  # [y, x, h, w] from yxyx
-    np.testing.assert_array_equal(boxes_[4], [14, 28, 60, 25])
+    # 1-based inclusive ymin xmin ymax xmax (10 20 70 45) -> 0-based half-open [y, x, h, w]
+    np.testing.assert_array_equal(boxes_[0], [9, 19, 61, 26])
+    np.testing.assert_array_equal(boxes_[4], [13, 27, 61, 26])
     np.testing.assert_array_equal(presence, np.ones(5))
     f, b, p = train.batches(2, 4).__next__()
     assert f.shape == (2, 4, 1, 120, 160) and b.shape == (2, 4, 4) and p.shape == (2, 4)
@@ -82,6 +83,42 @@ def test_prepare_and_load_real_formats(kth_raw, tmp_path):
                                atol=2)
     default_test = kth.load(tmp_path / "kth", "test")  # person 2 is a KTH test subject
     assert default_test.num_windows(None) == 1
+    with np.load(tmp_path / "kth" / "tracks.npz") as z:  # as an older minihart prepared it
+        np.savez(tmp_path / "kth" / "tracks.npz", info=z["info"], boxes=z["boxes"] + [1, 1, -1, -1])
+    old = r"tracks\.npz was prepared by an older minihart .* data_scripts/get_kth\.py --root"
+    with pytest.raises(ValueError, match=old):
+        kth.load(tmp_path / "kth")
+
+
+def test_boxes_are_1_based_and_inclusive(tmp_path):
+    """Known numbers: a box whose corners are the 1-based pixels (1, 1) and (120, 160), both
+    included, is the whole frame; one 1-pixel box at (5, 7)."""
+    path = tmp_path / "KTHBoundingBoxInfo.txt"
+    path.write_text(HEADER + "4 2 6 1 3 5 1 1 120 160 5 7 5 7 21 31 60 50\n"
+                    "4 2 5 1 1 1 1 1 120 160\n")  # a running line, not asked for below
+    entries = kth.parse_boxes_file(path, actions=("walking",))
+    assert [(e.person, e.scenario, e.action, e.sequence, e.start, e.end, e.line)
+            for e in entries] == [(4, 2, "walking", 1, 3, 5, 5)]
+    np.testing.assert_array_equal(entries[0].boxes, [[0, 0, 120, 160],   # the whole 120x160 frame
+                                                     [4, 6, 1, 1],        # one pixel, row 4 col 6
+                                                     [20, 30, 40, 20]])
+    assert entries[0].boxes.dtype == np.float32
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", r"no data line"),
+    (HEADER, r"no data line"),  # header only
+    ("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n", r"line 1: HTML, not"),
+    ("# boxes\n\n<html>\n", r"line 3: HTML, not"),
+])
+def test_a_file_that_is_not_a_boxes_file_is_an_error(tmp_path, content, message):
+    path = tmp_path / "KTHBoundingBoxInfo.txt"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"KTHBoundingBoxInfo.txt:? {message}"):
+        kth.parse_boxes_file(path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    with pytest.raises(ValueError, match="KTHBoundingBoxInfo.txt: not a text file"):
+        kth.parse_boxes_file(path)
 
 
 @pytest.mark.parametrize("line, message", [
@@ -108,6 +145,46 @@ def test_corrupt_and_short_videos(kth_raw, tmp_path):
     with pytest.raises(ValueError, match=message):
         kth.prepare(videos, boxes, tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "tracks.npz").exists()  # no half-prepared cache
+
+
+def write_cache(root, tracks):
+    """A prepared cache with one 3-frame track per ``(person, scenario)`` in ``tracks``; the
+    track's boxes hold ``y = 10 * person + scenario`` to tell them apart."""
+    root.mkdir(parents=True)
+    np.save(root / "frames.npy", np.zeros((3 * len(tracks), 120, 160), np.uint8))
+    info = [(p, d, 6, 1, 1, 3 * k, 3) for k, (p, d) in enumerate(tracks)]
+    boxes = np.repeat([[10 * p + d, 5, 20, 10] for p, d in tracks], 3, axis=0).astype(np.float32)
+    np.savez(root / "tracks.npz", info=np.array(info, np.int64), boxes=boxes, version=kth.CACHE_VERSION)
+
+
+def _picked(ds):
+    """``(person, scenario)`` of every track of a loaded split."""
+    return sorted(divmod(int(boxes[0, 0]), 10) for *_, boxes, _ in ds.tracks)
+
+
+def test_splits_by_subjects_leave_one_out_and_scenario(tmp_path):
+    root = tmp_path / "kth"
+    every = [(p, d) for p in (1, 2, 4, 7) for d in (1, 2, 3, 4)]
+    write_cache(root, every)
+    default = {s: make_dataset("kth", root, s) for s in ("train", "test")}  # KTH's test persons
+    assert _picked(default["test"]) == [(p, d) for p in (2, 7) for d in (1, 2, 3, 4)]
+    assert _picked(default["train"]) == [(p, d) for p in (1, 4) for d in (1, 2, 3, 4)]
+    loso = {s: make_dataset("kth", root, s, test_subjects=(4,)) for s in ("train", "test")}
+    assert _picked(loso["test"]) == [(4, d) for d in (1, 2, 3, 4)]
+    assert _picked(loso["train"]) == [(p, d) for p in (1, 2, 7) for d in (1, 2, 3, 4)]
+    scenario = {s: make_dataset("kth", root, s, split_by="scenario") for s in ("train", "test")}
+    assert _picked(scenario["test"]) == [(p, 4) for p in (1, 2, 4, 7)]
+    assert _picked(scenario["train"]) == [(p, d) for p in (1, 2, 4, 7) for d in (1, 2, 3)]
+    assert scenario["train"].augment and not scenario["test"].augment
+    with pytest.raises(ValueError, match="split_by one of"):
+        kth.load(root, split_by="scenarios")
+    with pytest.raises(ValueError, match="test_subjects only go with split_by='subjects'"):
+        kth.load(root, split_by="scenario", test_subjects=(4,))
+    with pytest.raises(ValueError, match=r"the test split \(test subjects \(9,\)\) of .* no track"):
+        kth.load(root, "test", test_subjects=(9,))
+    write_cache(root.with_name("d1"), [(1, 1), (2, 1)])
+    with pytest.raises(ValueError, match=r"test scenario d4\) of .* no track"):
+        kth.load(root.with_name("d1"), "test", split_by="scenario")
 
 
 def test_not_prepared_message(tmp_path):
@@ -209,19 +286,79 @@ def test_verify_zip_detects_corruption(tmp_path):
         download.verify_zip(path)
 
 
-def test_get_kth_script_offline_and_end_to_end(kth_raw, tmp_path, capsys):
-    root = tmp_path / "data" / "kth"
-    assert get_kth.main(["--root", str(root)], opener=FakeServer({}, down=True)) == 2
-    err = capsys.readouterr().err
-    assert str(root / "raw") in err and "--dataset synthetic" in err and "Traceback" not in err
-    videos, boxes = kth_raw
-    files = {get_kth.BOXES_URL: boxes.read_bytes()}
+class MissingServer(FakeServer):
+    """Serves ``files`` and answers HTTP 404 for every other address."""
+
+    def __call__(self, request, timeout=None):
+        if request.full_url not in self.files:
+            raise urllib.error.HTTPError(request.full_url, 404, "Not Found", {}, None)
+        return super().__call__(request, timeout)
+
+
+def test_fetch_404_is_not_available(tmp_path):
+    with pytest.raises(download.NotAvailable, match="HTTP error 404 Not Found") as info:
+        download.fetch(URL, tmp_path / "walking.zip", MissingServer({}), progress=False)
+    assert info.value.url == URL and info.value.code == 404
+    assert not (tmp_path / "walking.zip").exists() and not (tmp_path / "walking.zip.part").exists()
+
+
+def _video_zips(videos):
+    files = {}
     for action in kth.USED_ACTIONS:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as z:
             for avi in videos.glob(f"*_{action}_*.avi"):
                 z.write(avi, f"{action}/{avi.name}")
         files[get_kth.VIDEOS_URL.format(action)] = buf.getvalue()
+    return files
+
+
+def test_get_kth_404_says_what_to_do(kth_raw, tmp_path, capsys):
+    root = tmp_path / "data" / "kth"
+    videos, boxes = kth_raw
+    assert get_kth.main(["--root", str(root)], opener=MissingServer({})) == 1
+    err = capsys.readouterr().err
+    assert "HTTP error 404" in err and "--boxes-file PATH" in err and "saebrahimi/RATM" in err
+    assert str(root / "raw") in err and "Traceback" not in err
+    files = {get_kth.BOXES_URL: boxes.read_bytes()}  # the boxes come, the videos are gone
+    assert get_kth.main(["--root", str(root)], opener=MissingServer(files)) == 1
+    err = capsys.readouterr().err
+    assert "walking.zip by hand from https://www.csc.kth.se/cvap/actions/" in err
+    assert str(root / "raw") in err and "--boxes-file" not in err
+    assert get_kth.main(["--root", str(root), "--boxes-file", str(tmp_path / "nope.txt")]) == 1
+    assert f"--boxes-file {tmp_path / 'nope.txt'}: no such file" in capsys.readouterr().err
+
+
+def test_get_kth_never_reuses_a_downloaded_page_that_is_not_a_boxes_file(kth_raw, tmp_path, capsys):
+    root = tmp_path / "data" / "kth"
+    videos, boxes = kth_raw
+    page = b"<html><head><title>Moved</title></head><body>gone</body></html>\n"
+    server = FakeServer({get_kth.BOXES_URL: page, **_video_zips(videos)})
+    assert get_kth.main(["--root", str(root), "--keep-raw"], opener=server) == 1
+    err = capsys.readouterr().err
+    assert "HTML, not KTHBoundingBoxInfo.txt" in err and "--boxes-file PATH" in err
+    assert "Traceback" not in err
+    raw = root / "raw"
+    assert not (raw / "KTHBoundingBoxInfo.txt").exists()  # never taken for the boxes file again
+    assert (raw / "KTHBoundingBoxInfo.txt.invalid").read_bytes() == page  # kept to look at
+    assert not (raw / "walking.zip").exists()  # stopped before the large downloads
+    server.files[get_kth.BOXES_URL] = boxes.read_bytes()  # the server is fixed: the next run works
+    assert get_kth.main(["--root", str(root)], opener=server) == 0
+    assert make_dataset("kth", root, "train").num_windows(None) == 2
+    # a bad file given with --boxes-file is the user's: reported, left where it is
+    bad = tmp_path / "bad.txt"
+    bad.write_text("")
+    assert get_kth.main(["--root", str(tmp_path / "k2"), "--boxes-file", str(bad)]) == 1
+    assert "bad.txt: no data line" in capsys.readouterr().err and bad.exists()
+
+
+def test_get_kth_script_offline_and_end_to_end(kth_raw, tmp_path, capsys):
+    root = tmp_path / "data" / "kth"
+    assert get_kth.main(["--root", str(root)], opener=FakeServer({}, down=True)) == 2
+    err = capsys.readouterr().err
+    assert str(root / "raw") in err and "--dataset synthetic" in err and "Traceback" not in err
+    videos, boxes = kth_raw
+    files = {get_kth.BOXES_URL: boxes.read_bytes(), **_video_zips(videos)}
     assert get_kth.main(["--root", str(root)], opener=FakeServer(files)) == 0
     assert not (root / "raw").exists()
     assert make_dataset("kth", root, "train").num_windows(None) == 2

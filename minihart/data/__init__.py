@@ -31,7 +31,7 @@ API (what ``train``, ``evaluate`` and ``track`` call)::
 
 Options per dataset: synthetic: flavour ("kth" grey 120x160 | "kitti" colour 187x621),
 frame_hw, channels, difficulty ("easy" | "medium" | "hard" | 0..1), size, seed and single
-knobs (see :mod:`minihart.data.synthetic`); kth: test_subjects, overlap, augment; kitti:
+knobs (see :mod:`minihart.data.synthetic`); kth: split_by, test_subjects, overlap, augment; kitti:
 split_by ("frames" | "sequence"), train_fraction, overlap, augment, channels,
 max_truncation, max_occlusion; otb: frame_hw, channels, overlap; sot: frame_hw, channels,
 overlap, augment, max_stride, max_zoom, list_file, cache (see :mod:`minihart.data.sot`).

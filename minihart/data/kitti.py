@@ -49,8 +49,9 @@ class Label(NamedTuple):
 
 def parse_labels(path):
     """All lines of a ``label_02`` file; ``ValueError`` naming the file and line when one has
-    not 17 columns or a non-numeric value."""
-    labels = []
+    not 17 columns, a non-numeric value, an inverted box, or repeats a (track, frame) pair
+    (``DontCare`` regions share the id -1 and may)."""
+    labels, first_line = [], {}
     with open(path) as f:
         for n, line in enumerate(f, 1):
             tok = line.split()
@@ -62,7 +63,13 @@ def parse_labels(path):
             v = parse_numbers(tok[:2] + tok[3:], f"{path} line {n}")
             if v[7] < v[5] or v[8] < v[6]:  # bbox left top right bottom
                 raise ValueError(f"{path} line {n}: bbox right < left or bottom < top: {tok[6:10]}")
-            labels.append(Label(int(v[0]), int(v[1]), tok[2], v[2], int(v[3]), tuple(v[5:9]), n))
+            frame, track = int(v[0]), int(v[1])
+            if track != -1:  # a repeat would otherwise split the track at that frame, silently
+                seen = first_line.setdefault((track, frame), n)
+                if seen != n:
+                    raise ValueError(f"{path} line {n}: track {track} has a second line for frame "
+                                     f"{frame} (the first is line {seen})")
+            labels.append(Label(frame, track, tok[2], v[2], int(v[3]), tuple(v[5:9]), n))
     return labels
 
 
