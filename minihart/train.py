@@ -363,6 +363,8 @@ def model_setting(text):
             if value.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
             v = value.lower() in ("true", "1")
+        elif key == "loss_weights":
+            v = tuple(float(x) for x in value.split(","))
         elif kind is tuple or key in ("glimpse_hw", "channels"):
             v = tuple(int(x) for x in value.split(",")) if "," in value else int(value)
         else:

@@ -38,6 +38,10 @@ class Config:
     the glimpse shows the object in window coordinates, so a step that is right for one window
     size is right for every size, and the window's size changes by a factor, never by a fixed
     share of the frame. The paper leaves these units open; False is the reference's choice.
+    box_reads_mask: the box correction of eq. (6) reads the location-map features too, as eq. (6)
+    writes it (``MLP(o_t, vec(s_t))``, and the reference's ``dfn_readout``); False: from ``o_t``
+    only, like the first presets. loss_weights: fixed weights of the three terms of eq. (9)
+    (tracking, attention, appearance) instead of the learned ones; empty: learned.
     """
     name: str
     channels: int
@@ -54,6 +58,8 @@ class Config:
     l2: float = 1e-4
     image_hw: tuple = (120, 160)  # the frame size the preset is trained on (data default)
     relative_updates: bool = False
+    box_reads_mask: bool = False
+    loss_weights: tuple = ()
 
     def __post_init__(self):  # values no layer could use, named here rather than deep inside one
         def ints(v, low):
@@ -67,7 +73,9 @@ class Config:
              "dfn must be (odd kernel, maps) pairs (an odd kernel keeps the map size)"),
             (not (0 <= self.zoneout < 1 and 0 <= self.dropout < 1), "zoneout and dropout must be in [0, 1)"),
             (not (self.att_gain > 0 and self.init_window_scale > 0 and self.l2 >= 0),
-             "att_gain and init_window_scale must be > 0 and l2 >= 0")]
+             "att_gain and init_window_scale must be > 0 and l2 >= 0"),
+            (not (self.loss_weights == () or (len(self.loss_weights) == 3 and min(self.loss_weights) >= 0)),
+             "loss_weights must be empty (learned) or three numbers >= 0")]
         bad = [msg for failed, msg in problems if failed]
         if bad:
             raise ValueError(f"preset {self.name!r}: " + "; ".join(bad))

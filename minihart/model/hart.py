@@ -168,7 +168,7 @@ def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
     m, mc = _dense_forward(p, "mask", s.reshape(B, -1), "elu")
     r, a1c = _dense_forward(p, "att1", xp.concatenate([h, m], axis=1), "elu")
     d_att, a2c = _dense_forward(p, "att2", r, "tanh")      # eq. (6)
-    q, b1c = _dense_forward(p, "box1", h, "elu")
+    q, b1c = _dense_forward(p, "box1", xp.concatenate([h, m], axis=1) if cfg.box_reads_mask else h, "elu")
     d_box, b2c = _dense_forward(p, "box2", q, "tanh")
     gain = xp.tanh(p["att_gain"])
     unit = window_units(a, cfg)                            # 1, or the window's [h, w, h, w]
@@ -206,12 +206,14 @@ def step_backward(d, cache: StepCache, cfg, grads):
     da = d["a"] + d["pred"] + d["a_next"]
     da = da + _window_units_backward(d["a_next"] * k.gain * k.d_att + d["pred"] * k.d_box, cfg)
     dq = _dense_backward(d["pred"] * k.unit, k.box[1], grads)
-    dh = d["h"] + _dense_backward(dq, k.box[0], grads)
+    dzb = _dense_backward(dq, k.box[0], grads)
+    dh = d["h"] + dzb[:, :n]
     grads["att_gain"] += (d["a_next"] * k.d_att * k.unit).sum().reshape(1) * (1 - k.gain ** 2)
     dr = _dense_backward(d["a_next"] * k.gain * k.unit, k.att[1], grads)
     dz = _dense_backward(dr, k.att[0], grads)
     dh = dh + dz[:, :n]
-    ds = _dense_backward(dz[:, n:], k.mask, grads).reshape(k.s.shape)
+    dm = dz[:, n:] + dzb[:, n:] if cfg.box_reads_mask else dz[:, n:]
+    ds = _dense_backward(dm, k.mask, grads).reshape(k.s.shape)
     dv, dh_prev, dc_prev, dWx, dWh, dbl = lstm_step_backward((dh, d["c"]), k.lstm)
     grads["lstm.Wx"] += dWx
     grads["lstm.Wh"] += dWh
@@ -352,12 +354,16 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
     ls, cs = L.attention_loss_forward(att, safe, pres, (H, W))
     tau = L.appearance_target(safe, att, logits.shape[2:]) * pres[..., None, None]
     la, ca = L.appearance_loss_forward(logits, tau, pres)
-    total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
+    if cfg.loss_weights:  # fixed weights; loss_v stays as it is
+        lam = xp.asarray(cfg.loss_weights, frames.dtype)
+        total, cad = (lam * xp.stack([lt, ls, la])).sum(), lam
+    else:
+        total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
+        lam = p["loss_v"] ** 2 + 1e-8
     weights = [v for k, v in p.items() if is_weight(k)]
     r_theta, _ = L.l2_forward(weights)
     r_psi, _ = L.l2_forward([f for s in steps for f in s["filters"]])
     reg = cfg.l2 * (r_theta + r_psi / (B * T))
-    lam = p["loss_v"] ** 2 + 1e-8
     iou_values = iou(pred, safe) * pres  # a metric, no gradient
     out = dict(loss=total + reg, pred=pred, att=att, iou=iou_values, presence=pres, state=(a, h, c, alpha),
                glimpses=xp.stack([s["g"] for s in steps], axis=1), maps=sigmoid(logits),
@@ -379,8 +385,11 @@ def backward(cache) -> dict:
     cfg, p, scale, init_cache, caches, steps, ct, cs, ca, cad, BT = cache
     xp = get_array_module(scale)
     grads = defaultdict(lambda: 0)
-    dterms, dv = L.adaptive_loss_backward(xp.asarray(1.0, scale.dtype), cad)
-    grads["loss_v"] += dv
+    if cfg.loss_weights:
+        dterms = cad  # the fixed weights
+    else:
+        dterms, dv = L.adaptive_loss_backward(xp.asarray(1.0, scale.dtype), cad)
+        grads["loss_v"] += dv
     dpred = L.tracking_loss_backward(dterms[0], ct) * scale
     datt = L.attention_loss_backward(dterms[1], cs) * scale
     dlogits = L.appearance_loss_backward(dterms[2], ca)
