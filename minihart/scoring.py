@@ -45,8 +45,10 @@ def score_sequence(pred, truth, presence):
     if pred.shape != truth.shape or pred.ndim != 2 or pred.shape[1] != 4:
         raise ValueError(f"score_sequence: pred and truth must both be (N, 4), got {pred.shape} and {truth.shape}")
     keep = np.asarray(presence) > 0
-    ious = np.where(keep, iou(pred, np.where(keep[:, None], truth, 1.0)), np.nan)
-    ok, err = ious[keep], center_error(pred, truth)[keep]
+    lost = ~np.isfinite(pred).all(axis=1)  # a window that overflowed: the target is lost
+    pred = np.where(lost[:, None], 0.0, pred)
+    ious = np.where(keep, np.where(lost, 0.0, iou(pred, np.where(keep[:, None], truth, 1.0))), np.nan)
+    ok, err = ious[keep], np.where(lost, np.inf, center_error(pred, truth))[keep]
     success = (ok[:, None] > IOU_THRESHOLDS).mean(axis=0) if ok.size else np.zeros(21)
     precision = (err[:, None] <= PIXEL_THRESHOLDS).mean(axis=0) if ok.size else np.zeros(51)
     return dict(avg_iou=float(ok.mean()) if ok.size else 0.0, auc=float(success.mean()),

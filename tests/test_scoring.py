@@ -27,6 +27,10 @@ def test_score_sequence_known_answer():
     assert r["precision20"] == pytest.approx(2 / 3)  # errors 0 and 5 are within 20 px, 30 is not
     assert r["precision"][4] == pytest.approx(1 / 3) and r["precision"][5] == pytest.approx(2 / 3)
     assert np.isnan(r["ious"][3])
+    lost = pred.copy()
+    lost[1] = [np.nan, 0, np.inf, 1]  # a window that overflowed: IoU 0, never within 20 px
+    r2 = scoring.score_sequence(lost, truth, [1, 1, 1, 0])
+    assert r2["avg_iou"] == pytest.approx(1 / 3) and r2["precision20"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match=r"must both be \(N, 4\)"):
         scoring.score_sequence(pred[:3], truth, [1, 1, 1, 1])
 
