@@ -4,11 +4,12 @@ Set ``MINIHART_DEVICE`` to ``auto`` (default: CuPy when it imports and sees a GP
 else NumPy), ``cpu`` or ``gpu`` (an error naming the cause when no GPU is usable).
 Every op finds its module from its inputs with :func:`get_array_module`, so one
 code path serves both devices (the Chainer / DeZero way). Importing minihart never
-requires CuPy.
+requires CuPy. :func:`fusable` is the one door to the fused GPU kernels.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -71,6 +72,26 @@ def get_array_module(*arrays):
             import cupy  # noqa: PLC0415
             return cupy
     return np
+
+
+def fusable(fn):
+    """Decorator: on CuPy arrays, ``fn`` may run as a fused CuPy kernel of the same name.
+
+    On a GPU every array operation is a kernel launch, and a small model spends its time
+    launching. :mod:`minihart.nn.kernels` does the work of some op functions in one launch;
+    when the first argument is a CuPy array (and ``MINIHART_FUSED`` is not ``0``) the kernel
+    runs instead of ``fn``. The code of ``fn`` is what it computes and the twin it is tested
+    against; on NumPy ``fn`` runs as written.
+    """
+    @functools.wraps(fn)
+    def dispatch(*args, **kwargs):
+        if get_array_module(args[0]) is not np:
+            from minihart.nn import kernels  # noqa: PLC0415  (only reached with CuPy arrays)
+            out = kernels.run(fn.__name__, *args, **kwargs)
+            if out is not NotImplemented:  # NotImplemented: switched off, or a case it does not take
+                return out
+        return fn(*args, **kwargs)
+    return dispatch
 
 
 def to_device(a, device: str | None = None, dtype=None):

@@ -22,9 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minihart.backend import get_array_module
-from minihart.gradcheck import register
-from minihart.nn import kernels
+from minihart.backend import fusable, get_array_module
 from minihart.nn.activations import sigmoid
 
 
@@ -78,11 +76,16 @@ def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b, zh=None, zc=None, p_h=0.0, p
         raise ValueError(f"lstm_step_forward: h_prev{h_prev.shape} and c_prev{c_prev.shape} "
                          f"must be (B, H) = {(x.shape[0], H)}")
     m_h, m_c = _zone_mask(zh, p_h, h_prev, "zh"), _zone_mask(zc, p_c, c_prev, "zc")
-    xp = get_array_module(x)
-    a = x @ Wx + h_prev @ Wh + b
-    if kernels.enabled(xp):  # on a GPU: the element-wise rest in one fused kernel
-        i, f, o, g, tc, h, c = kernels.lstm_gates(a, c_prev, h_prev, m_h, m_c)
-        return (h, c), LSTMCache(x, h_prev, c_prev, Wx, Wh, i, f, o, g, tc, m_h, m_c)
+    i, f, o, g, tc, h, c = lstm_gates(x @ Wx + h_prev @ Wh + b, h_prev, c_prev, m_h, m_c)
+    return (h, c), LSTMCache(x, h_prev, c_prev, Wx, Wh, i, f, o, g, tc, m_h, m_c)
+
+
+@fusable
+def lstm_gates(a, h_prev, c_prev, m_h, m_c):
+    """The element-wise part of a step from ``a = x Wx + h_prev Wh + b`` ``(B, 4H)``: the gates
+    ``i, f, o, g``, ``tanh(c_new)`` and the zoned-out ``h, c``, each ``(B, H)``."""
+    xp = get_array_module(a)
+    H = h_prev.shape[1]
     i, f, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H])
     g = xp.tanh(a[:, 3 * H:])
     c_new = f * c_prev + i * g
@@ -90,7 +93,7 @@ def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b, zh=None, zc=None, p_h=0.0, p
     h_new = o * tc
     h = m_h * h_prev + (1 - m_h) * h_new
     c = m_c * c_prev + (1 - m_c) * c_new
-    return (h, c), LSTMCache(x, h_prev, c_prev, Wx, Wh, i, f, o, g, tc, m_h, m_c)
+    return i, f, o, g, tc, h, c
 
 
 def lstm_step_backward(dout, cache: LSTMCache):
@@ -99,21 +102,24 @@ def lstm_step_backward(dout, cache: LSTMCache):
     Args: dout ``(dh (B, H), dc (B, H))``, the gradients of the returned h and c.
     Returns: ``(dx (B, D), dh_prev (B, H), dc_prev (B, H), dWx (D, 4H), dWh (H, 4H), db (4H,))``.
     """
-    dh, dc = dout
-    x, h_prev, c_prev, Wx, Wh, i, f, o, g, tc, m_h, m_c = cache
+    da, dh_kept, dc_prev = lstm_gates_backward(*dout, cache)
+    x, h_prev, Wx, Wh = cache.x, cache.h_prev, cache.Wx, cache.Wh
+    return da @ Wx.T, dh_kept + da @ Wh.T, dc_prev, x.T @ da, h_prev.T @ da, da.sum(axis=0)
+
+
+@fusable
+def lstm_gates_backward(dh, dc, cache: LSTMCache):
+    """The element-wise part of the backward: ``da (B, 4H)``, the part ``m_h dh`` of ``dh_prev``
+    that skips the step (zoneout), and ``dc_prev``."""
     xp = get_array_module(dh)
-    if kernels.enabled(xp):
-        da, dh_keep, dc_prev = kernels.lstm_gates_backward(dh, dc, i, f, o, g, tc, c_prev, m_h, m_c)
-        return da @ Wx.T, dh_keep + da @ Wh.T, dc_prev, x.T @ da, h_prev.T @ da, da.sum(axis=0)
+    _, _, c_prev, _, _, i, f, o, g, tc, m_h, m_c = cache
     dh_new = (1 - m_h) * dh
     dc_new = (1 - m_c) * dc + dh_new * o * (1 - tc * tc)
     da = xp.concatenate([dc_new * g * i * (1 - i),           # i
                          dc_new * c_prev * f * (1 - f),      # f
                          dh_new * tc * o * (1 - o),          # o
                          dc_new * i * (1 - g * g)], axis=1)  # g
-    dh_prev = m_h * dh + da @ Wh.T
-    dc_prev = m_c * dc + dc_new * f
-    return da @ Wx.T, dh_prev, dc_prev, x.T @ da, h_prev.T @ da, da.sum(axis=0)
+    return da, m_h * dh, m_c * dc + dc_new * f
 
 
 class LSTMSeqCache(NamedTuple):
@@ -196,35 +202,3 @@ def init_lstm_params(rng, D, H):
     b = np.zeros(4 * H)
     b[H:2 * H] = 1.0
     return {"Wx": Wx.astype(np.float32), "Wh": Wh.astype(np.float32), "b": b.astype(np.float32)}
-
-
-def _lstm_case_inputs(g, xp, shape_x, B, H, masks_shape):
-    """float64 inputs; parameters perturbed from their init so no gate sits at a round value."""
-    p = {k: v.astype(np.float64) + 0.3 * g.standard_normal(v.shape)
-         for k, v in init_lstm_params(g, shape_x[-1], H).items()}
-    arrays = dict(x=g.standard_normal(shape_x), h0=g.standard_normal((B, H)), c0=g.standard_normal((B, H)), **p,
-                  zh=zoneout_masks(g, masks_shape, 0.3), zc=zoneout_masks(g, masks_shape, 0.3))
-    return {k: xp.asarray(v) for k, v in arrays.items()}
-
-
-@register("lstm_step")
-def _case_lstm_step(xp):
-    g = np.random.default_rng(6)
-
-    def fwd(x, h0, c0, Wx, Wh, b, zh, zc):
-        return lstm_step_forward(x, h0, c0, Wx, Wh, b, zh, zc)
-
-    return dict(forward=fwd, backward=lstm_step_backward, inputs=_lstm_case_inputs(g, xp, (3, 4), 3, 3, (3, 3)),
-                wrt=["x", "h0", "c0", "Wx", "Wh", "b"])
-
-
-@register("lstm_sequence")
-def _case_lstm_sequence(xp):
-    g = np.random.default_rng(7)
-
-    def fwd(x, h0, c0, Wx, Wh, b, zh, zc):
-        return lstm_forward(x, h0, c0, dict(Wx=Wx, Wh=Wh, b=b), zh, zc)
-
-    return dict(forward=fwd, backward=lstm_backward,
-                inputs=_lstm_case_inputs(g, xp, (2, 4, 3), 2, 3, (2, 4, 3)),
-                wrt=["x", "h0", "c0", "Wx", "Wh", "b"])
