@@ -8,10 +8,8 @@ requires CuPy. :func:`fusable` is the one door to the fused GPU kernels.
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
-import sys
 
 import numpy as np
 
@@ -114,23 +112,3 @@ def asnumpy(a):
     if type(a).__module__.startswith("cupy"):
         return a.get()
     return np.asarray(a)
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory in the process (the commands call this; the library never does).
-
-    A training step allocates and frees hundreds of MB of temporaries. By default glibc hands
-    large freed blocks back to the OS and takes fresh pages on the next step, and each fresh
-    page costs a page fault: about 70,000 per ``kitti`` training step, 10% of its time (more
-    in a VM), and a chain of NumPy temporaries of a few MB runs several times slower. Serving
-    blocks up to 32 MiB from the heap and trimming it only above 1 GiB removes that. Returns
-    whether it applied (glibc only; elsewhere nothing changes).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters, <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False

@@ -15,12 +15,13 @@ import sys
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
+from minihart.backend import array_module, asnumpy, to_device
 from minihart.boxes import from_xywh, iou, to_xywh, validate_boxes
-from minihart.cli import number
+from minihart.checkpoint import load
+from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import to_float_frames
 from minihart.data.otb import read_image
-from minihart.model import Tracker, load
+from minihart.model import Tracker
 from minihart.viz import tracking_frame, write_video
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")

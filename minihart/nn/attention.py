@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-
 from minihart.backend import fusable, get_array_module
 from minihart.boxes import validate_boxes
 
@@ -61,26 +60,6 @@ def attention_to_box(a, image_hw):
     """Attention ``(..., 4)`` -> the attention window as a pixel box ``(..., 4)``."""
     validate_boxes(a, "a")
     return a * _scale(image_hw, a, "attention_to_box")
-
-
-def attention_to_box_backward(dbox, image_hw):
-    """``da (..., 4)`` of :func:`attention_to_box` from ``dbox (..., 4)``."""
-    return dbox * _scale(image_hw, dbox, "attention_to_box_backward")
-
-
-def box_to_glimpse(box, a, image_hw):
-    """A pixel box in the coordinates of the glimpse of ``a``, normalised to ``[0, 1]^2``.
-
-    Args: box ``(..., 4)`` pixel boxes; a ``(..., 4)`` attention (broadcasts with box);
-      image_hw ``(H, W)``.
-    Returns: ``(..., 4)`` ``[(y - wy) / wh, (x - wx) / ww, h / wh, w / ww]`` with ``[wy, wx, wh, ww]``
-      the window ``attention_to_box(a)``; parts of the box outside the window fall outside
-      ``[0, 1]`` (not clipped). The window itself maps to ``[0, 0, 1, 1]``.
-    """
-    validate_boxes(box, "box")
-    xp = get_array_module(box, a)
-    win = attention_to_box(a, image_hw)
-    return xp.concatenate([(box[..., :2] - win[..., :2]) / win[..., 2:], box[..., 2:] / win[..., 2:]], axis=-1)
 
 
 def stride_to_sigma(gamma, coeffs=SIGMA_COEFFS, sigma_min=SIGMA_MIN, fit_max=STRIDE_FIT_MAX):

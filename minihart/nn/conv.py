@@ -45,16 +45,6 @@ def _output_hw(fn, x, kh, kw, stride, pad, kname, shapes):
     return (hp - kh) // stride + 1, (wp - kw) // stride + 1
 
 
-def _pad(x, pad, value):
-    """``x: (N, C, H, W)`` surrounded by ``pad`` rows/columns of ``value``."""
-    if pad == 0:
-        return x
-    n, c, h, w = x.shape
-    out = get_array_module(x).full((n, c, h + 2 * pad, w + 2 * pad), value, dtype=x.dtype)
-    out[:, :, pad:pad + h, pad:pad + w] = x
-    return out
-
-
 @fusable
 def im2col(x, kh, kw, stride=1, pad=0, batch_inner=False):
     """Every ``kh x kw`` window of ``x`` as a column.
@@ -192,7 +182,7 @@ def maxpool2d_forward(x, size, stride, pad=0):
                          f"size // 2, got size={size!r}, pad={pad!r} (x{x.shape})")
     ho, wo = _output_hw("maxpool2d_forward", x, size, size, stride, pad, "size", f"x{x.shape}")
     xp = get_array_module(x)
-    xpad = _pad(x, pad, -np.inf)
+    xpad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf) if pad else x
     out, arg = None, xp.zeros(x.shape[:2] + (ho, wo), dtype=np.min_scalar_type(size * size - 1))
     for k in range(size * size):
         i, j = divmod(k, size)

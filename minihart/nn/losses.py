@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-
 from minihart.backend import fusable, get_array_module
 from minihart.boxes import area, intersection_backward, intersection_forward, iou_backward, iou_forward
 from minihart.nn.activations import sigmoid

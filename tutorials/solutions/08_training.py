@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 import numpy as np
 
 from minihart.evaluate import THRESHOLDS, evaluate, summarize, track_batches
-from minihart.model import load
+from minihart.checkpoint import load
 from minihart.train import build_parser, open_dataset, train
 from minihart.viz import new_figure
 

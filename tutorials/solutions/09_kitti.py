@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 import numpy as np
 
-from minihart.bench import frame_flops
+from minihart.model.flops import frame_flops
 from minihart.data import make_dataset
 from minihart.model import count_params, forward, hart, init_params, preset
 from minihart.model.config import ALEXNET_V1
@@ -72,7 +72,7 @@ def step_parts(cfg, params, frames, boxes):
     g, _ = glimpse_forward(x, a, cfg.glimpse_hw)
     (a1, h, c), _ = hart.init_forward(params, cfg, frames[:, 0], boxes[:, 0])
     return {"glimpse (eq. 2)": best_time(lambda: glimpse_forward(x, a, cfg.glimpse_hw)),
-            "V1 (AlexNet conv1-3)": best_time(lambda: hart._v1_forward(params, cfg, g)),
+            "V1 (AlexNet conv1-3)": best_time(lambda: hart.v1_forward(params, cfg, g)),
             "whole step_forward": best_time(lambda: hart.step_forward(params, cfg, x, a1, h, c, h))}
 
 
