@@ -73,14 +73,10 @@ def get_array_module(*arrays):
 
 
 def fusable(fn):
-    """Decorator: on CuPy arrays, ``fn`` may run as a fused CuPy kernel of the same name.
-
-    On a GPU every array operation is a kernel launch, and a small model spends its time
-    launching. :mod:`minihart.nn.kernels` does the work of some op functions in one launch;
-    when the first argument is a CuPy array (and ``MINIHART_FUSED`` is not ``0``) the kernel
-    runs instead of ``fn``. The code of ``fn`` is what it computes and the twin it is tested
-    against; on NumPy ``fn`` runs as written.
-    """
+    """Decorator: on CuPy arrays ``fn`` runs as the fused kernel of the same name in
+    :mod:`minihart.nn.kernels` (one launch where the array code of ``fn`` makes several; on a
+    GPU a small model spends its time launching), unless ``MINIHART_FUSED=0``. The code of
+    ``fn`` is what the kernel computes and the twin it is tested against."""
     @functools.wraps(fn)
     def dispatch(*args, **kwargs):
         if get_array_module(args[0]) is not np:

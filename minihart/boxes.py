@@ -44,12 +44,6 @@ def validate_boxes(boxes, name, image_hw=None):
     """
     _check_last_dim(boxes, name, "validate_boxes")
     xp = get_array_module(boxes)
-
-    def fail(bad, why):
-        idx = tuple(int(i) for i in np.argwhere(asnumpy(bad))[0])
-        raise ValueError(f"validate_boxes: {name}{tuple(boxes.shape)} has {why} at index {idx}: "
-                         f"{boxes[idx].tolist()}")
-
     y, x, h, w = (boxes[..., k] for k in range(4))
     checks = [(~xp.all(xp.isfinite(boxes), axis=-1), "a non-finite value"), ((h <= 0) | (w <= 0), "h <= 0 or w <= 0")]
     if image_hw is not None:
@@ -60,7 +54,9 @@ def validate_boxes(boxes, name, image_hw=None):
     # one device-to-host transfer for all checks: on a GPU the only synchronisation of a step
     for (bad, why), any_bad in zip(checks, asnumpy(xp.stack([xp.any(bad) for bad, _ in checks]))):
         if any_bad:
-            fail(bad, why)
+            idx = tuple(int(i) for i in np.argwhere(asnumpy(bad))[0])
+            raise ValueError(f"validate_boxes: {name}{tuple(boxes.shape)} has {why} at index {idx}: "
+                             f"{boxes[idx].tolist()}")
     return boxes
 
 

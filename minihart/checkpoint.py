@@ -33,6 +33,13 @@ def atomic_savez(path: str, **arrays) -> None:
         raise
 
 
+def config_from_dict(d: dict) -> Config:
+    """The inverse of ``Config.to_dict`` after a trip through JSON (lists back to tuples)."""
+    def tuples(v):
+        return tuple(tuples(i) for i in v) if isinstance(v, (list, tuple)) else v
+    return Config(**{k: tuples(v) for k, v in d.items()})
+
+
 def save(path: str, params: dict, cfg: Config, **extra) -> None:
     """Parameters as ``param/<name>`` plus the config as JSON, written atomically.
     ``extra`` arrays (optimiser state, RNG state, ...) are stored under their own names."""
@@ -58,7 +65,7 @@ def load(path: str, expect_preset: str | None = None):
     if "config" not in data:
         raise ValueError(f"checkpoint {path!r} has no 'config' entry: not a minihart checkpoint")
     try:
-        cfg = Config.from_dict(json.loads(str(data.pop("config"))))
+        cfg = config_from_dict(json.loads(str(data.pop("config"))))
     except (ValueError, TypeError) as exc:  # broken JSON, unknown fields, impossible values
         raise ValueError(f"checkpoint {path!r} has an unusable config ({exc})") from None
     if expect_preset is not None and cfg.name != expect_preset:

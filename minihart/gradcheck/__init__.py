@@ -10,10 +10,8 @@ it with centred differences ``(L(x + h e) - L(x - h e)) / 2h`` in float64:
 
 ``rel_error(a, b) = max|a - b| / max(1e-8, max|a| + max|b|)``; smooth ops reach < 1e-7.
 
-Students check their own op with ``check(my_forward, my_backward, {"x": x})``. The cases of
-every op in minihart (:mod:`minihart.gradcheck.cases`) and the command that runs them,
-``python -m minihart.gradcheck`` (``--impl student.py`` grades a student's ops), sit beside
-this file, off the reading path.
+Students check their own op with ``check(my_forward, my_backward, {"x": x})``. Beside this file:
+the cases of minihart's ops (``cases.py``) and ``python -m minihart.gradcheck [--impl student.py]``.
 """
 from __future__ import annotations
 

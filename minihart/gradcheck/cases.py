@@ -20,9 +20,10 @@ import numpy as np
 
 from minihart import boxes
 from minihart.gradcheck import _is_float_array, check
+from minihart.course import lstm as course_lstm
 from minihart.nn import activations, attention, conv, dfn, linear, losses, lstm
 
-OP_MODULES = (boxes, linear, activations, conv, attention, dfn, lstm, losses)
+OP_MODULES = (boxes, linear, activations, conv, attention, dfn, lstm, losses, course_lstm)
 CASES: dict[str, tuple[str, Callable]] = {}  # name: (op, make)
 
 

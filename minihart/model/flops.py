@@ -1,7 +1,6 @@
 """FLOPs of the model, counted analytically: 2 per multiply-add of every matrix product and
-convolution (element-wise work is left out). The backward pass of a layer costs twice its
-forward, except the glimpse, whose image gradient is never needed. ``python -m minihart.bench``
-sets them against the time of a step; notebook 09 compares the presets.
+convolution (element-wise work left out); a layer's backward pass costs twice its forward, except
+the glimpse's (no image gradient). Used by ``python -m minihart.bench`` and notebook 09.
 """
 from __future__ import annotations
 

@@ -20,10 +20,9 @@ for alpha is the identity), and the initial state comes from one LSTM step on th
 the first frame's glimpse at the first box (no dorsal stream yet: no appearance is known).
 The first frame's box is given, so losses and IoU count time steps 2..T.
 
-The file reads top down as the figure: the appearance attention (glimpse, V1, ventral stream),
-the dorsal stream, one step, the initial state, the pass over the sequence; then the loss and
-the metric; :func:`forward` and :func:`backward` put them together. Each ``*_backward`` adds
-the gradients of the parameters it owns into a dict ``grads`` and returns those of its inputs.
+Top down as the figure: appearance (glimpse, V1, ventral stream), dorsal stream, one step, the
+initial state, the sequence; then the loss. Each ``*_backward`` adds the gradients of the
+parameters it owns into the dict ``grads`` and returns those of its inputs.
 """
 from __future__ import annotations
 
@@ -208,8 +207,7 @@ def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
     LSTM state ``h, c`` and the appearance ``alpha``. ``noise``: None (evaluation) or a dict with
     the step's ``drop`` (dropout keep-mask), ``zh``, ``zc`` (zoneout keep-old masks).
     Returns a :class:`StepOut` and a :class:`StepCache`."""
-    xp = get_array_module(frame)
-    B = frame.shape[0]
+    xp, B = get_array_module(frame), frame.shape[0]
     noise = noise or dict(drop=None, zh=None, zc=None)
     (g, f, nu), app = appearance_forward(p, cfg, frame, a, noise["drop"])
     d, filters, dorsal = dorsal_forward(p, cfg, f, alpha)            # eq. (3)
@@ -234,8 +232,7 @@ def step_backward(d: StepOut, da_loss, cache: StepCache, cfg, grads):
     """Backward of :func:`step_forward`. ``d`` holds the gradients of the step's outputs (its
     ``g`` is unused), ``da_loss`` that of ``a`` from the attention loss.
     Returns ``(da, dh_prev, dc_prev, dalpha)``."""
-    k = cache
-    n = cfg.n_units
+    k, n = cache, cfg.n_units
     da = da_loss + d.pred + d.a_next
     dq = dense_backward(d.pred, k.box[1], grads)
     dh = d.h + dense_backward(dq, k.box[0], grads)
@@ -272,24 +269,16 @@ class InitCache(NamedTuple):
     tanh_bias: object    # tanh(att_bias)
 
 
-def _initial_window(boxes0, scale):
-    """The first box enlarged by ``scale`` about its centre (context around the object)."""
-    y, x, h, w = (boxes0[:, i] for i in range(4))
-    xp = get_array_module(boxes0)
-    return xp.stack([y - (scale - 1) * h / 2, x - (scale - 1) * w / 2, scale * h, scale * w], axis=1)
-
-
 def init_forward(p, cfg, frame0, box0):
     """Initial state from the first frame and box: attention ``a_1`` (with the learnable bias
     ``0.25 tanh(att_bias)``, as the reference), and ``h_0, c_0`` from one LSTM step on the
     unmasked ventral features of the first glimpse. Returns ``(a1, h0, c0)`` and an :class:`InitCache`."""
-    xp = get_array_module(frame0)
-    B = frame0.shape[0]
-    tb = xp.tanh(p["att_bias"])
+    xp, B = get_array_module(frame0), frame0.shape[0]
+    tb, k = xp.tanh(p["att_bias"]), cfg.init_window_scale
+    # the first box enlarged k times about its centre (context around the object)
+    window = xp.concatenate([box0[:, :2] - (k - 1) * box0[:, 2:] / 2, k * box0[:, 2:]], axis=1)
     # box0 was checked by the caller (validate_inputs, Tracker.init): no second device read here
-    a1 = attention.box_to_attention(_initial_window(box0, cfg.init_window_scale), frame0.shape[2:], validate=False)
-    a1 = a1 + 0.25 * tb
-    a1 = a1.astype(frame0.dtype)
+    a1 = (attention.box_to_attention(window, frame0.shape[2:], validate=False) + 0.25 * tb).astype(frame0.dtype)
     (_, f, nu), app = appearance_forward(p, cfg, frame0, a1)
     v, fc = dense_forward(p, "feat", xp.concatenate([nu.reshape(B, -1), a1], axis=1), "elu")
     zeros = xp.zeros((B, cfg.n_units), frame0.dtype)
@@ -304,7 +293,7 @@ def init_backward(da, dh, dc, cache: InitCache, grads):
     grads["lstm.b"] += db
     dx = dense_backward(dv, cache.feat, grads)
     da = da + dx[:, -4:]
-    df = get_array_module(cache.f).zeros_like(cache.f)
+    df = get_array_module(cache.f).zeros_like(cache.f)  # the first glimpse's features feed no dorsal stream
     da = da + appearance_backward(df, dx[:, :-4].reshape(cache.nu.shape), cache.appearance, grads)
     grads["att_bias"] += (da * 0.25 * (1 - cache.tanh_bias ** 2)).sum(axis=0)
 

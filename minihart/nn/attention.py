@@ -36,15 +36,11 @@ SIGMA_MIN = 0.1  # pixels; a narrower Gaussian is a point sample whose gradient 
 EPS = 1e-8  # in the row normaliser: rows far outside the image give 0, not 0/0
 
 
-def _image_hw(image_hw, fn):
-    if len(image_hw) != 2 or any(int(n) != n or n <= 0 for n in image_hw):
-        raise ValueError(f"{fn}: image_hw must be two positive ints (H, W), got {image_hw}")
-    return int(image_hw[0]), int(image_hw[1])
-
-
 def _scale(image_hw, like, fn):
     """``[H, W, H, W]`` in the dtype of ``like``."""
-    H, W = _image_hw(image_hw, fn)
+    if len(image_hw) != 2 or any(int(n) != n or n <= 0 for n in image_hw):
+        raise ValueError(f"{fn}: image_hw must be two positive ints (H, W), got {image_hw}")
+    H, W = (int(n) for n in image_hw)
     return get_array_module(like).asarray([H, W, H, W], dtype=like.dtype)
 
 

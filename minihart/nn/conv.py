@@ -187,11 +187,8 @@ def maxpool2d_forward(x, size, stride, pad=0):
     for k in range(size * size):
         i, j = divmod(k, size)
         s = xpad[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
-        if out is None:
-            out = s.copy()
-            continue
-        arg = xp.where(s > out, k, arg)  # strict: an equal later value does not take over
-        out = xp.maximum(out, s)
+        arg = arg if out is None else xp.where(s > out, k, arg)  # strict: a later equal value does not win
+        out = s.copy() if out is None else xp.maximum(out, s)
     return out, PoolCache(x.shape, arg, size, stride, pad)
 
 

@@ -15,6 +15,9 @@ Output: our ``o_t`` is the zoned-out state ``h`` (one array for output and state
 reference's ZoneoutWrapper returns the cell's *un-zoned* ``h_new`` as the output and only the
 state is zoned out; the two agree when ``p_h = 0``. The reference also passes
 ``zoneout_prob=(p, 0.)`` against its state ``(c, h)``: it zones out only the cell, p_c = p, p_h = 0.
+
+HART runs the step inside its own loop over time (:mod:`minihart.model.hart`); a bare LSTM run
+over a whole sequence, for notebook 05, is :mod:`minihart.course.lstm`.
 """
 from __future__ import annotations
 
@@ -120,58 +123,6 @@ def lstm_gates_backward(dh, dc, cache: LSTMCache):
                          dh_new * tc * o * (1 - o),          # o
                          dc_new * i * (1 - g * g)], axis=1)  # g
     return da, m_h * dh, m_c * dc + dc_new * f
-
-
-class LSTMSeqCache(NamedTuple):
-    steps: list  # one LSTMCache per time step
-
-
-def lstm_forward(xs, h0, c0, params, zh=None, zc=None, p_h=0.0, p_c=0.0):
-    """Run :func:`lstm_step_forward` over a sequence.
-
-    Args:
-      xs: ``(B, T, D)`` inputs. h0, c0: ``(B, H)`` initial state.
-      params: dict with ``"Wx" (D, 4H)``, ``"Wh" (H, 4H)``, ``"b" (4H,)`` (:func:`init_lstm_params`).
-      zh, zc: ``(B, T, H)`` zoneout masks (training) or None (evaluation with p_h, p_c).
-    Returns:
-      ``(hs (B, T, H), (hT, cT))`` and an :class:`LSTMSeqCache` with every step's cache.
-    """
-    if xs.ndim != 3:
-        raise ValueError(f"lstm_forward: xs must be (B, T, D), got {xs.shape}")
-    B, T = xs.shape[:2]
-    for name, m in (("zh", zh), ("zc", zc)):
-        if m is not None and (m.ndim != 3 or m.shape[:2] != (B, T)):
-            raise ValueError(f"lstm_forward: mask {name}{m.shape} must be (B, T, H) with (B, T) = {(B, T)}")
-    xp = get_array_module(xs)
-    h, c, hs, steps = h0, c0, [], []
-    for t in range(T):
-        (h, c), cache = lstm_step_forward(xs[:, t], h, c, params["Wx"], params["Wh"], params["b"],
-                                          None if zh is None else zh[:, t], None if zc is None else zc[:, t],
-                                          p_h, p_c)
-        hs.append(h)
-        steps.append(cache)
-    return (xp.stack(hs, axis=1), (h, c)), LSTMSeqCache(steps)
-
-
-def lstm_backward(dout, cache: LSTMSeqCache):
-    """Backpropagation through time for :func:`lstm_forward`.
-
-    Args: dout ``dhs (B, T, H)``, or ``(dhs, (dhT, dcT))`` adding gradients of the final state
-      (either may be None).
-    Returns: ``(dxs (B, T, D), dh0 (B, H), dc0 (B, H), dWx, dWh, db)``, the parameter gradients
-      summed over time.
-    """
-    dhs, final = dout if isinstance(dout, tuple) else (dout, None)
-    dh, dc = final if final is not None else (None, None)
-    xp = get_array_module(dhs)
-    dh = xp.zeros_like(dhs[:, 0]) if dh is None else dh
-    dc = xp.zeros_like(dhs[:, 0]) if dc is None else dc
-    dxs, dWx, dWh, db = [], 0, 0, 0
-    for t in reversed(range(len(cache.steps))):
-        dx, dh, dc, gWx, gWh, gb = lstm_step_backward((dh + dhs[:, t], dc), cache.steps[t])
-        dxs.append(dx)
-        dWx, dWh, db = dWx + gWx, dWh + gWh, db + gb
-    return xp.stack(dxs[::-1], axis=1), dh, dc, dWx, dWh, db
 
 
 def zoneout_masks(rng, shape, p, xp=None):

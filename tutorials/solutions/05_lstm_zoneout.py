@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 import numpy as np
 
+from minihart.course.lstm import lstm_backward, lstm_forward
 from minihart.gradcheck import check, rel_error
-from minihart.nn.lstm import init_lstm_params, lstm_backward, lstm_forward, lstm_step_backward, \
-    lstm_step_forward
+from minihart.nn.lstm import init_lstm_params, lstm_step_backward, lstm_step_forward
 
 
 # Exercise 1: all masks 1 = every unit keeps its old value.
