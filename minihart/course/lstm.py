@@ -7,14 +7,8 @@ back over :func:`minihart.nn.lstm.lstm_step_backward` is BPTT in its plainest fo
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from minihart.backend import get_array_module
 from minihart.nn.lstm import lstm_step_backward, lstm_step_forward
-
-
-class LSTMSeqCache(NamedTuple):
-    steps: list  # one LSTMCache per time step
 
 
 def lstm_forward(xs, h0, c0, params, zh=None, zc=None, p_h=0.0, p_c=0.0):
@@ -25,7 +19,7 @@ def lstm_forward(xs, h0, c0, params, zh=None, zc=None, p_h=0.0, p_c=0.0):
       params: dict with ``"Wx" (D, 4H)``, ``"Wh" (H, 4H)``, ``"b" (4H,)`` (:func:`init_lstm_params`).
       zh, zc: ``(B, T, H)`` zoneout masks (training) or None (evaluation with p_h, p_c).
     Returns:
-      ``(hs (B, T, H), (hT, cT))`` and an :class:`LSTMSeqCache` with every step's cache.
+      ``(hs (B, T, H), (hT, cT))`` and the cache: the list of the steps' caches.
     """
     if xs.ndim != 3:
         raise ValueError(f"lstm_forward: xs must be (B, T, D), got {xs.shape}")
@@ -41,10 +35,10 @@ def lstm_forward(xs, h0, c0, params, zh=None, zc=None, p_h=0.0, p_c=0.0):
                                           p_h, p_c)
         hs.append(h)
         steps.append(cache)
-    return (xp.stack(hs, axis=1), (h, c)), LSTMSeqCache(steps)
+    return (xp.stack(hs, axis=1), (h, c)), steps
 
 
-def lstm_backward(dout, cache: LSTMSeqCache):
+def lstm_backward(dout, cache: list):
     """Backpropagation through time for :func:`lstm_forward`.
 
     Args: dout ``dhs (B, T, H)``, or ``(dhs, (dhT, dcT))`` adding gradients of the final state
@@ -58,8 +52,8 @@ def lstm_backward(dout, cache: LSTMSeqCache):
     dh = xp.zeros_like(dhs[:, 0]) if dh is None else dh
     dc = xp.zeros_like(dhs[:, 0]) if dc is None else dc
     dxs, dWx, dWh, db = [], 0, 0, 0
-    for t in reversed(range(len(cache.steps))):
-        dx, dh, dc, gWx, gWh, gb = lstm_step_backward((dh + dhs[:, t], dc), cache.steps[t])
+    for t in reversed(range(len(cache))):
+        dx, dh, dc, gWx, gWh, gb = lstm_step_backward((dh + dhs[:, t], dc), cache[t])
         dxs.append(dx)
         dWx, dWh, db = dWx + gWx, dWh + gWh, db + gb
     return xp.stack(dxs[::-1], axis=1), dh, dc, dWx, dWh, db
