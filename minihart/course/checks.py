@@ -562,10 +562,10 @@ def ex08_1(iou_on_level, params, cfg):
     ex = "08.1"
     _function(ex, iou_on_level=iou_on_level)
     level, n = "hard", 4
+    got = _run(ex, "iou_on_level", iou_on_level, params, cfg, level, n)
     test = make_dataset("synthetic", split="test", flavour="kth" if cfg.channels == 1 else "kitti",
                         frame_hw=cfg.image_hw, channels=cfg.channels, difficulty=level)
     want = evaluate(params, cfg, test, 30, batch_size=16, max_sequences=n)["mean_iou"]
-    got = _run(ex, "iou_on_level", iou_on_level, params, cfg, level, n)
     _close(ex, f"iou_on_level(params, cfg, {level!r}, {n})", np.float64(got), np.float64(want), 1e-9)
     _passed(ex, f"IoU {want:.3f} on {n} {level} sequences")
 
@@ -577,13 +577,14 @@ def ex08_2(lambda_and_target, run_dir):
     import os
     ex = "08.2"
     _function(ex, lambda_and_target=lambda_and_target)
+    got = {term: _run(ex, "lambda_and_target", lambda_and_target, run_dir, term)
+           for term in ("tracking", "attention", "appearance")}
     with open(os.path.join(run_dir, "metrics.csv")) as f:
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    for term in ("tracking", "attention", "appearance"):
-        got = _run(ex, "lambda_and_target", lambda_and_target, run_dir, term)
-        if not (isinstance(got, tuple) and len(got) == 3):
+    for term, out in got.items():
+        if not (isinstance(out, tuple) and len(out) == 3):
             _fail(ex, "lambda_and_target must return (steps, lambdas, inverse_losses)")
-        for what, value, want in zip(("steps", "lambdas", "inverse_losses"), got,
+        for what, value, want in zip(("steps", "lambdas", "inverse_losses"), out,
                                      ([r["step"] for r in rows], [r[f"lambda_{term}"] for r in rows],
                                       [1 / r[term] for r in rows])):
             _close(ex, f"the {what} of {term!r}", value, want, 1e-9)
