@@ -17,8 +17,8 @@ import sys
 import numpy as np
 
 from minihart.backend import array_module, asnumpy, to_device
-from minihart.cli import keep_freed_memory, number
 from minihart.checkpoint import load
+from minihart.cli import keep_freed_memory, number
 from minihart.model import forward
 from minihart.viz import plot_evaluation, tracking_frame, write_video
 

@@ -25,9 +25,9 @@ import time
 import numpy as np
 
 from minihart.backend import array_module, asnumpy, resolve_device, to_device
+from minihart.checkpoint import atomic_savez, load, save  # noqa: F401  (atomic_savez: re-exported for tests)
 from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import Curriculum, DatasetNotPrepared
-from minihart.checkpoint import atomic_savez, load, save  # noqa: F401  (atomic_savez: re-exported for tests)
 from minihart.model import backward, count_params, forward, init_params, preset, sample_noise
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 
