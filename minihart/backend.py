@@ -4,13 +4,12 @@ Set ``MINIHART_DEVICE`` to ``auto`` (default: CuPy when it imports and sees a GP
 else NumPy), ``cpu`` or ``gpu`` (an error naming the cause when no GPU is usable).
 Every op finds its module from its inputs with :func:`get_array_module`, so one
 code path serves both devices (the Chainer / DeZero way). Importing minihart never
-requires CuPy.
+requires CuPy. :func:`fusable` is the one door to the fused GPU kernels.
 """
 from __future__ import annotations
 
-import ctypes
+import functools
 import os
-import sys
 
 import numpy as np
 
@@ -73,6 +72,22 @@ def get_array_module(*arrays):
     return np
 
 
+def fusable(fn):
+    """Decorator: on CuPy arrays ``fn`` runs as the fused kernel of the same name in
+    :mod:`minihart.nn.kernels` (one launch where the array code of ``fn`` makes several; on a
+    GPU a small model spends its time launching), unless ``MINIHART_FUSED=0``. The code of
+    ``fn`` is what the kernel computes and the twin it is tested against."""
+    @functools.wraps(fn)
+    def dispatch(*args, **kwargs):
+        if get_array_module(args[0]) is not np:
+            from minihart.nn import kernels  # noqa: PLC0415  (only reached with CuPy arrays)
+            out = kernels.run(fn.__name__, *args, **kwargs)
+            if out is not NotImplemented:  # NotImplemented: switched off, or a case it does not take
+                return out
+        return fn(*args, **kwargs)
+    return dispatch
+
+
 def to_device(a, device: str | None = None, dtype=None):
     """Copy a NumPy/CuPy array (or nested dict/list/tuple of them) to ``device``."""
     if isinstance(a, dict):
@@ -93,23 +108,3 @@ def asnumpy(a):
     if type(a).__module__.startswith("cupy"):
         return a.get()
     return np.asarray(a)
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory in the process (the commands call this; the library never does).
-
-    A training step allocates and frees hundreds of MB of temporaries. By default glibc hands
-    large freed blocks back to the OS and takes fresh pages on the next step, and each fresh
-    page costs a page fault: about 70,000 per ``kitti`` training step, 10% of its time (more
-    in a VM), and a chain of NumPy temporaries of a few MB runs several times slower. Serving
-    blocks up to 32 MiB from the heap and trimming it only above 1 GiB removes that. Returns
-    whether it applied (glibc only; elsewhere nothing changes).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters, <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False

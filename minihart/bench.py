@@ -8,7 +8,7 @@ matrix product and convolution; the backward pass of a layer costs twice its for
 the glimpse, whose image gradient is never needed) and printed. The share of the peak is
 taken round by round (:func:`percent_of_peak`), as the speed of a shared machine drifts.
 
-``--against torch`` builds the same model in PyTorch (:mod:`minihart.bench_torch`) with the
+``--against torch`` builds the same model in PyTorch (``benchmarks/torch_hart.py``) with the
 same parameters, inputs and dropout/zoneout masks, first checks that outputs and gradients
 agree (float32, relative error below ``TOL``), then times both in the same process,
 interleaved (minihart, torch, minihart, ...), and reports medians and their ratio.
@@ -18,6 +18,7 @@ else all cores). ``--device gpu`` runs CuPy against PyTorch CUDA.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -27,47 +28,31 @@ import tracemalloc
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
-from minihart.cli import number
+from minihart.backend import array_module, asnumpy, to_device
+from minihart.cli import keep_freed_memory, number
 from minihart.gradcheck import rel_error
 from minihart.model import Tracker, backward, forward, init_params, preset, sample_noise
+from minihart.model.flops import model_flops
 from minihart.model.hart import validate_inputs
-from minihart.model.params import v1_shapes
 from minihart.optim import RMSProp
 
 PRESETS = ("synthetic", "kth", "kitti")
 TOL = 2e-3  # float32 agreement of minihart and PyTorch before the race
 PAUSE = 0.2  # s between timed runs: idle BLAS/OpenMP threads of one library stop spinning
+TWIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "torch_hart.py")
 
 
-def frame_flops(cfg, image_hw):
-    """FLOPs of one frame of one sequence: ``dict(glimpse, glimpse_bwd, init, step)``;
-    ``init`` and ``step`` leave out the glimpse (appearance + LSTM, and the whole time step)."""
-    (H, W), (h, w), C = image_hw, cfg.glimpse_hw, cfg.channels
-    u, m = cfg.n_units, cfg.mask_features
-    v1 = 0
-    for spec, (_, (f, ho, wo)) in zip(cfg.v1, v1_shapes(cfg)[0]):
-        if spec[0] == "conv":
-            v1 += 2 * f * (C // spec[5]) * spec[2] ** 2 * ho * wo
-            C = f
-    cv, hv, wv = v1_shapes(cfg)[1]
-    n = hv * wv
-    init = v1 + 2 * cfg.ventral_maps * cv * n + 2 * (cfg.ventral_maps * n + 4) * u + 2 * 2 * u * 4 * u
-    dorsal, cin = 0, cv
-    for k, maps in cfg.dfn:  # filter MLP and the per-sample convolution
-        dorsal += 2 * u * (u + maps * cin * k * k + maps) + 2 * maps * cin * k * k * n
-        cin = maps
-    heads = 2 * cin * n + 2 * n * m + 2 * (u + m) * u + 2 * u * 4 + 2 * u * u + 2 * u * 4
-    c = cfg.channels
-    return dict(glimpse=2 * c * H * w * (W + h), glimpse_bwd=2 * c * H * w * (W + 2 * h),
-                init=init, step=init + dorsal + heads)
-
-
-def model_flops(cfg, image_hw, B, T):
-    """``(train, track)``: FLOPs of a training step on (B, T) and of tracking one frame."""
-    f = frame_flops(cfg, image_hw)
-    train = B * ((T + 1) * (f["glimpse"] + f["glimpse_bwd"]) + 3 * (f["init"] + T * f["step"]))
-    return train, f["glimpse"] + f["step"]
+def load_torch_twin(path=TWIN):
+    """``TorchHART``, the model in PyTorch, from ``benchmarks/torch_hart.py`` of the repository
+    (not part of the package: a checkout or an editable install has it). Loaded only for
+    ``--against torch``; ``RuntimeError`` naming the file when it is missing."""
+    if not os.path.isfile(path):
+        raise RuntimeError(f"--against torch needs the PyTorch twin of the model, {path}, which is in the "
+                           "repository's benchmarks/ folder, not in an installed package: run from a checkout")
+    spec = importlib.util.spec_from_file_location("torch_hart", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.TorchHART
 
 
 def threads() -> int:
@@ -147,12 +132,11 @@ class Minihart:
 
 
 class Torch:
-    """The same for :class:`minihart.bench_torch.TorchHART`."""
+    """The same for ``TorchHART`` (:func:`load_torch_twin`)."""
 
     def __init__(self, cfg, params, batch, device):
         import torch  # noqa: PLC0415
-        from minihart.bench_torch import TorchHART  # noqa: PLC0415
-        self.torch, self.model = torch, TorchHART(params, cfg, device=device)
+        self.torch, self.model = torch, load_torch_twin()(params, cfg, device=device)
         self.data = [torch.as_tensor(a, device=device) for a in batch[:3]]
         self.noise = [{k: torch.as_tensor(v, device=device) for k, v in d.items()} for d in batch[3]]
         self.opt = torch.optim.RMSprop(self.model.parameters(), lr=3.33e-5, alpha=0.9, momentum=0.9, eps=1e-10)

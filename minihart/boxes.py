@@ -27,7 +27,6 @@ from typing import NamedTuple
 import numpy as np
 
 from minihart.backend import asnumpy, get_array_module
-from minihart.gradcheck import register
 
 
 def _check_last_dim(boxes, name, fn):
@@ -48,12 +47,6 @@ def validate_boxes(boxes, name, image_hw=None):
     """
     _check_last_dim(boxes, name, "validate_boxes")
     xp = get_array_module(boxes)
-
-    def fail(bad, why):
-        idx = tuple(int(i) for i in np.argwhere(asnumpy(bad))[0])
-        raise ValueError(f"validate_boxes: {name}{tuple(boxes.shape)} has {why} at index {idx}: "
-                         f"{boxes[idx].tolist()}")
-
     y, x, h, w = (boxes[..., k] for k in range(4))
     checks = [(~xp.all(xp.isfinite(boxes), axis=-1), "a non-finite value"), ((h <= 0) | (w <= 0), "h <= 0 or w <= 0")]
     if image_hw is not None:
@@ -64,7 +57,9 @@ def validate_boxes(boxes, name, image_hw=None):
     # one device-to-host transfer for all checks: on a GPU the only synchronisation of a step
     for (bad, why), any_bad in zip(checks, asnumpy(xp.stack([xp.any(bad) for bad, _ in checks]))):
         if any_bad:
-            fail(bad, why)
+            idx = tuple(int(i) for i in np.argwhere(asnumpy(bad))[0])
+            raise ValueError(f"validate_boxes: {name}{tuple(boxes.shape)} has {why} at index {idx}: "
+                             f"{boxes[idx].tolist()}")
     return boxes
 
 
@@ -197,28 +192,3 @@ def iou(a, b):
     except ValueError:
         raise ValueError(f"iou: boxes a{tuple(a.shape)} and b{tuple(b.shape)} do not broadcast together") from None
     return iou_forward(a, b)[0]
-
-
-def _overlapping_pairs(g, shape):
-    """Random box pairs ``a, b`` of shape ``(*shape, 4)`` in [1, 16) that overlap partially,
-    with every start/end at least 0.2 px from its counterpart (gradient-check inputs)."""
-    a = np.concatenate([g.uniform(1, 10, shape + (2,)), g.uniform(2, 4, shape + (2,))], axis=-1)
-    s = np.where(g.random(shape + (2,)) < 0.5, -1.0, 1.0)
-    # b moves by 30-70 % of a's size and grows (moving forward) or shrinks (backward) by <= 20 %
-    b = a.copy()
-    b[..., :2] += s * g.uniform(0.3, 0.7, shape + (2,)) * a[..., 2:]
-    b[..., 2:] *= 1 + s * g.uniform(0, 0.2, shape + (2,))
-    return a, b
-
-
-@register("intersection")
-def _case_intersection(xp):
-    a, b = _overlapping_pairs(np.random.default_rng(4), (3, 2))
-    return dict(forward=intersection_forward, backward=intersection_backward,
-                inputs=dict(a=xp.asarray(a), b=xp.asarray(b)))
-
-
-@register("iou")
-def _case_iou(xp):
-    a, b = _overlapping_pairs(np.random.default_rng(5), (3, 2))
-    return dict(forward=iou_forward, backward=iou_backward, inputs=dict(a=xp.asarray(a), b=xp.asarray(b)))

@@ -24,10 +24,11 @@ import sys
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
-from minihart.cli import number
+from minihart.backend import array_module, asnumpy, to_device
+from minihart.checkpoint import load
+from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import to_float_frames
-from minihart.model import forward, load
+from minihart.model import forward
 from minihart.viz import plot_evaluation, tracking_frame, write_video
 
 THRESHOLDS = np.linspace(0.0, 1.0, 21)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 
-from minihart.backend import get_array_module
-from minihart.nn import kernels
+from minihart.backend import fusable, get_array_module
 from minihart.nn.losses import sum_of_squares
 
 
@@ -97,16 +96,18 @@ class RMSProp(Optimizer):
         self.rho, self.momentum, self.eps = rho, momentum, eps
 
     def _update(self, name, p, g):
-        ms = self._slot(name, "ms", p)
-        mom = self._slot(name, "mom", p)
-        if kernels.enabled(get_array_module(p)):  # on a GPU: the lines below in one launch
-            return kernels.optimizer_update("rmsprop", g, (self.rho, 1 - self.rho, self.momentum, self.lr, self.eps),
-                                            ms, mom, p)
-        ms *= self.rho
-        ms += (1 - self.rho) * g * g
-        mom *= self.momentum
-        mom += self.lr * g / get_array_module(p).sqrt(ms + self.eps)
-        p -= mom
+        rmsprop_update(g, self._slot(name, "ms", p), self._slot(name, "mom", p), p,
+                       self.rho, self.momentum, self.lr, self.eps)
+
+
+@fusable
+def rmsprop_update(g, ms, mom, p, rho, momentum, lr, eps):
+    """One :class:`RMSProp` step of one parameter ``p``, in place (on a GPU in one launch)."""
+    ms *= rho
+    ms += (1 - rho) * g * g
+    mom *= momentum
+    mom += lr * g / get_array_module(p).sqrt(ms + eps)
+    p -= mom
 
 
 class Adam(Optimizer):
@@ -118,17 +119,19 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _update(self, name, p, g):
-        m = self._slot(name, "m", p)
-        v = self._slot(name, "v", p)
         lr_t = self.lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
-        if kernels.enabled(get_array_module(p)):  # on a GPU: the lines below in one launch
-            return kernels.optimizer_update("adam", g, (self.beta1, 1 - self.beta1, self.beta2, 1 - self.beta2,
-                                                        lr_t, self.eps), m, v, p)
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * g * g
-        p -= p.dtype.type(lr_t) * m / (get_array_module(p).sqrt(v) + self.eps)
+        adam_update(g, self._slot(name, "m", p), self._slot(name, "v", p), p, self.beta1, self.beta2, lr_t, self.eps)
+
+
+@fusable
+def adam_update(g, m, v, p, beta1, beta2, lr_t, eps):
+    """One :class:`Adam` step of one parameter ``p`` with the bias-corrected rate ``lr_t``, in
+    place (on a GPU in one launch)."""
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * g * g
+    p -= p.dtype.type(lr_t) * m / (get_array_module(p).sqrt(v) + eps)
 
 
 OPTIMIZERS = {"rmsprop": RMSProp, "adam": Adam}

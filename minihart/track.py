@@ -23,12 +23,13 @@ import time
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, keep_freed_memory, to_device
+from minihart.backend import array_module, asnumpy, to_device
 from minihart.boxes import from_xywh, to_xywh, validate_boxes
-from minihart.cli import number
+from minihart.checkpoint import load
+from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import to_float_frames
 from minihart.data.otb import read_image
-from minihart.model import Tracker, load
+from minihart.model import Tracker
 from minihart.scoring import score_sequence, track_with_extras, write_toolkit_files
 from minihart.viz import tracking_frame, write_video
 

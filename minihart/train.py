@@ -24,11 +24,11 @@ import time
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, keep_freed_memory, resolve_device, to_device
-from minihart.cli import number
+from minihart.backend import array_module, asnumpy, resolve_device, to_device
+from minihart.checkpoint import atomic_savez, load, save  # noqa: F401  (atomic_savez: re-exported for tests)
+from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import Curriculum, DatasetNotPrepared
-from minihart.model import backward, count_params, forward, init_params, load, preset, sample_noise, save
-from minihart.model.params import atomic_savez  # noqa: F401  (re-exported for tests)
+from minihart.model import backward, count_params, forward, init_params, preset, sample_noise
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 from minihart.runs import open_dataset, run_info  # noqa: F401  (run_info re-exported)
 
@@ -133,7 +133,7 @@ def _new_run(opts):
     if start is not None:
         params.update({k: v.astype(params[k].dtype) for k, v in start.items()})
     if opts["alexnet"]:
-        from minihart.model import load_alexnet  # noqa: PLC0415
+        from minihart.checkpoint import load_alexnet  # noqa: PLC0415
         params = load_alexnet(params, opts["alexnet"])
     cur = Curriculum(start=min(run["start_len"], run["max_len"]), stop=run["max_len"], threshold=run["threshold"],
                      min_epochs=run["min_epochs"])

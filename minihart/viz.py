@@ -47,7 +47,7 @@ def show_image(ax, image, title=None):
 def draw_box(ax, box, color="r", label=None):
     """Draw a box ``[y, x, h, w]`` (pixels) as a rectangle outline, with an optional label."""
     from matplotlib.patches import Rectangle  # noqa: PLC0415
-    y, x, h, w = (float(v) for v in asnumpy(box).reshape(4))
+    y, x, h, w = (float(v) for v in np.asarray(asnumpy(box), np.float64).reshape(4))  # a list too
     ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor=color, linewidth=1.5))
     if label:
         ax.text(x, y, label, color=color, fontsize=8, va="bottom")

@@ -130,24 +130,3 @@ def test_importing_minihart_does_not_import_cupy():
 
 def test_default_dtype_is_float32():
     assert backend.DEFAULT_DTYPE is np.float32
-
-
-def test_keep_freed_memory_applies_on_glibc_and_is_called_by_every_command():
-    import platform  # noqa: PLC0415
-    applied = backend.keep_freed_memory()
-    assert applied is (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
-    # a "step" holds twenty 8 MB arrays, then frees them: without the setting the second step
-    # faults every page in again (about 10,000 faults), with it the freed heap is reused
-    code = ("import resource, sys, numpy as np; from minihart.backend import keep_freed_memory\n"
-            "if sys.argv[1] == '1': keep_freed_memory()\n"
-            "def step(): return [np.ones(2 << 20, np.float32) for _ in range(20)]\n"
-            "step(); f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt; step()\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)")
-    if applied:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        faults = [int(subprocess.run([sys.executable, "-c", code, flag], cwd=ROOT, env=env, capture_output=True,
-                                     text=True, timeout=120, check=True).stdout) for flag in "01"]
-        # (with transparent huge pages the baseline can be small too: compare, don't assume)
-        assert faults[1] <= max(50, faults[0] // 4), faults
-    for cmd in ("train", "evaluate", "track", "bench"):
-        assert "keep_freed_memory()" in (ROOT / "minihart" / f"{cmd}.py").read_text(), cmd

@@ -1,13 +1,13 @@
-"""The benchmark command (tiny sizes only: it is not part of the timed suite), its FLOP count,
-and the PyTorch twin of the model, which must agree with minihart exactly in float64."""
+"""The benchmark command (tiny sizes only: it is not part of the timed suite) and the PyTorch twin
+of the model (benchmarks/torch_hart.py), which must agree with minihart exactly in float64."""
 import json
 
 import numpy as np
 import pytest
 
-from minihart.bench import frame_flops, main, model_flops, percent_of_peak
+from minihart.bench import load_torch_twin, main, percent_of_peak
 from minihart.gradcheck import rel_error
-from minihart.model import Config, backward, forward, init_params, preset, sample_noise
+from minihart.model import Config, backward, forward, init_params, sample_noise
 
 # every kind of layer the presets use: asymmetric padding, LRN, pooling, groups, ELU
 TINY = Config("tiny", 2, (8, 10), (
@@ -29,7 +29,7 @@ def _inputs(rng, B=2, T=3):
 
 def test_torch_twin_matches_minihart_in_float64(rng):
     torch = pytest.importorskip("torch")
-    from minihart.bench_torch import TorchHART
+    TorchHART = load_torch_twin()
     params = {k: v.astype(np.float64) for k, v in init_params(TINY, rng).items()}
     for k in params:  # away from the tiny init so that every path carries gradient
         if k.endswith(".b") or k in ("att2.W", "box2.W"):
@@ -52,21 +52,14 @@ def test_torch_twin_matches_minihart_in_float64(rng):
     assert np.abs(grads["att_bias"]).max() > 0 and np.abs(grads["v1.conv1.W"]).max() > 0
 
 
-def test_flop_count_by_hand():
-    """synthetic preset, one frame: the conv layers and the glimpse counted by hand."""
-    cfg = preset("synthetic")
-    f = frame_flops(cfg, (60, 80))
-    # x A_x^T: (60, 80) @ (80, 24), then A_y (x A_x^T): (24, 60) @ (60, 24)
-    assert f["glimpse"] == 2 * 60 * 80 * 24 + 2 * 24 * 60 * 24
-    assert f["glimpse_bwd"] == 2 * 24 * 24 * 60 * 2 + 2 * 24 * 60 * 80  # dA_y, du; dA_x
-    conv = 2 * 8 * 9 * 24 * 24 + 2 * 16 * 8 * 9 * 12 * 12
-    lstm = 2 * 2 * 64 * 4 * 64
-    assert f["init"] == conv + 2 * 5 * 16 * 144 + 2 * (5 * 144 + 4) * 64 + lstm
-    assert f["step"] > f["init"]
-    train, track = model_flops(cfg, (60, 80), 3, 4)
-    assert train == 3 * (5 * (f["glimpse"] + f["glimpse_bwd"]) + 3 * (f["init"] + 4 * f["step"]))
-    assert track == f["glimpse"] + f["step"]
-    assert 1.5e9 < model_flops(preset("kitti"), (187, 621), 1, 1)[0] < 4e9
+def test_the_twin_is_loaded_only_for_against_torch_and_named_when_missing(tmp_path):
+    import subprocess
+    import sys
+    code = "import sys, minihart.bench; print('torch' in sys.modules, 'torch_hart' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["False", "False"]
+    with pytest.raises(RuntimeError, match="needs the PyTorch twin of the model, .*missing.py"):
+        load_torch_twin(str(tmp_path / "missing.py"))
 
 
 def test_bad_arguments_give_messages_not_tracebacks(capsys, monkeypatch):

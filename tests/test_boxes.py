@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 from minihart.backend import asnumpy
-from minihart.boxes import (_overlapping_pairs, area, from_xywh, from_xyxy, intersection_backward,
+from minihart.boxes import (area, from_xywh, from_xyxy, intersection_backward,
                             intersection_forward, iou, iou_backward, iou_forward, to_xywh, to_xyxy,
                             validate_boxes)
 from minihart.gradcheck import check
+from minihart.gradcheck.cases import overlapping_pairs
 
 
 @pytest.mark.parametrize("bad, why", [
@@ -80,7 +81,7 @@ def test_intersection_and_iou_broadcast(xp):
 @pytest.mark.parametrize("shape", [(5,), (2, 3), (3, 1, 2)])
 @pytest.mark.parametrize("op", ["intersection", "iou"])
 def test_gradcheck(xp, shape, op):
-    a, b = _overlapping_pairs(np.random.default_rng(len(shape)), shape)
+    a, b = overlapping_pairs(np.random.default_rng(len(shape)), shape)
     fwd, bwd = {"intersection": (intersection_forward, intersection_backward),
                 "iou": (iou_forward, iou_backward)}[op]
     errs = check(fwd, bwd, {"a": xp.asarray(a), "b": xp.asarray(b)}, seed=3)
@@ -97,7 +98,7 @@ def test_disjoint_zero_gradient(xp):
 
 def test_iou_against_torch():
     torch = pytest.importorskip("torch")
-    a, b = _overlapping_pairs(np.random.default_rng(11), (4, 3))
+    a, b = overlapping_pairs(np.random.default_rng(11), (4, 3))
     a[0, 0] = [0, 0, 2, 2]
     b[0, 0] = [5, 5, 1, 1]  # disjoint
     dout = np.random.default_rng(12).standard_normal((4, 3))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minihart import evaluate, track, train
-from minihart.model import load
+from minihart.checkpoint import load
 
 TINY_RUN = ["--steps", "4", "--eval-every", "2", "--batch-size", "2", "--eval-sequences", "4",
             "--no-final-eval", "--quiet"]

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minihart import gradcheck
-from minihart.gradcheck import check, rel_error
+from minihart.gradcheck import cases, check, rel_error
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL, LARGE = (3, 5), (30, 41)  # 15 <= max_elements=200 < 1230: the two paths of check()
@@ -153,10 +152,16 @@ def test_rel_error_semantics():
 
 
 def test_registered_cases_have_the_documented_form():
-    cases = gradcheck.load_all_cases()
-    assert {"affine", "conv2d", "conv2d_grouped", "maxpool2d", "lrn"} <= set(cases)
-    row = gradcheck.run_case("conv2d_grouped")
+    assert {"affine", "conv2d", "conv2d_grouped", "maxpool2d", "lrn"} <= set(cases.CASES)
+    row = cases.run_case("conv2d_grouped")
     assert row["passed"] and row["error"] < row["tol"] and "w(6, 2, 3, 3)" in row["shapes"]
+
+
+def test_every_op_of_minihart_has_a_case():
+    """Every ``<op>_forward`` with a ``<op>_backward`` in the op modules is checked by some case."""
+    ops = {name[:-len("_forward")] for m in cases.OP_MODULES for name in vars(m)
+           if name.endswith("_forward") and hasattr(m, name[:-len("_forward")] + "_backward")}
+    assert ops == {op for op, _ in cases.CASES.values()}, ops ^ {op for op, _ in cases.CASES.values()}
 
 
 def _run_gradcheck_cli(*args):
@@ -183,3 +188,121 @@ def test_command_selects_ops_and_rejects_unknown_ones():
     assert res.returncode == 2 and "unknown op" in res.stderr
     res = _run_gradcheck_cli("--seed", "-1", "lrn")  # was a NumPy traceback from default_rng
     assert res.returncode == 2 and "argument --seed: must be at least 0" in res.stderr
+
+
+# ----------------------------------------------------------------------------- --impl: the kit
+STUDENT = '''
+import numpy as np
+from minihart.nn.conv import conv2d_backward as _conv2d_backward, conv2d_forward as _conv2d_forward
+
+
+def affine_forward(x, W, b):
+    return x @ W + b, (x, W)
+
+
+def affine_backward(dout, cache):
+    x, W = cache
+    x2, d2 = x.reshape(-1, x.shape[-1]), dout.reshape(-1, dout.shape[-1])
+    return dout @ W.T, {dW}, d2.sum(axis=0)
+
+
+def relu_forward(x):
+    return {relu}, x
+
+
+def relu_backward(dout, x):
+    return dout * (x > 0)
+
+
+def conv2d_forward(x, w, b, stride=1, pad=0, groups=1):
+    return _conv2d_forward(x, w, b, stride, pad, groups)
+
+
+def conv2d_backward(dout, cache):
+    dx, dw, db = _conv2d_backward(dout, cache)
+    return dx, dw, db * {db_scale}
+'''
+
+
+def _student(tmp_path, dW="x2.T @ d2", relu="np.maximum(x, 0)", db_scale="1.0"):
+    path = tmp_path / "student.py"
+    path.write_text(STUDENT.format(dW=dW, relu=relu, db_scale=db_scale))
+    return str(path)
+
+
+def _grade(capsys, *args):
+    from minihart.gradcheck.__main__ import main
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_impl_passes_right_ops_and_finds_them_by_name(tmp_path, capsys):
+    rc, out, _ = _grade(capsys, "--impl", _student(tmp_path))
+    assert rc == 0, out
+    cases_run = {line.split()[0] for line in out.splitlines()[1:-1]}
+    assert cases_run == {"affine", "relu", "conv2d", "conv2d_grouped"}  # every case of each op it defines
+    assert out.splitlines()[-1] == "14 good, 0 suspicious, 0 wrong"
+
+
+def test_impl_catches_a_broken_backward_and_names_the_argument_and_index(tmp_path, capsys):
+    rc, out, _ = _grade(capsys, "--impl", _student(tmp_path, dW="x2.T @ d2 + (np.arange(x2.shape[1]) == 3)[:, None] "
+                                                             "* (np.arange(d2.shape[1]) == 1)"), "affine")
+    assert rc == 1
+    row = next(line.split() for line in out.splitlines() if line.startswith("affine") and line.split()[1] == "W")
+    assert row[-1] == "wrong" and "(3," in row and "1)" in row  # the one wrong element: W[3, 1]
+    assert "affine: the gradient of 'W' is wrong" in out and "largest at index (3, 1)" in out
+    assert all(line.split()[-1] == "good" for line in out.splitlines()[1:5] if line.split()[1] != "W")
+
+
+def test_impl_calls_a_tiny_error_suspicious(tmp_path, capsys):
+    rc, out, _ = _grade(capsys, "--impl", _student(tmp_path, db_scale="(1 + 1e-6)"), "conv2d")
+    assert rc == 1
+    rows = {tuple(line.split()[:2]): line.split()[-1] for line in out.splitlines()[1:-1] if line.startswith("conv2d")}
+    assert rows[("conv2d", "b")] == rows[("conv2d_grouped", "b")] == "suspicious"
+    assert rows[("conv2d", "w")] == rows[("conv2d", "x")] == "good"
+
+
+def test_impl_catches_a_wrong_forward_whose_backward_matches_it(tmp_path, capsys):
+    """relu as leaky identity: the backward is not its derivative, and the forward is not minihart's."""
+    rc, out, _ = _grade(capsys, "--impl", _student(tmp_path, relu="np.maximum(x, 0) + 0.01 * x"), "relu")
+    assert rc == 1
+    verdicts = {line.split()[1]: line.split()[-1] for line in out.splitlines()[1:-1] if line.startswith("relu ")}
+    assert verdicts == {"forward": "wrong", "x": "wrong"}
+    assert "relu: the forward's output is wrong" in out
+
+
+def test_impl_errors_name_what_is_missing(tmp_path, capsys):
+    path = _student(tmp_path)
+    rc, _, err = _grade(capsys, "--impl", path, "lstm_step")
+    assert rc == 2 and "does not define lstm_step_forward and lstm_step_backward" in err
+    rc, _, err = _grade(capsys, "--impl", path, "no_such_op")
+    assert rc == 2 and "unknown op 'no_such_op'" in err
+    rc, _, err = _grade(capsys, "--impl", str(tmp_path / "missing.py"))
+    assert rc == 2 and "is not a file" in err
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    rc, _, err = _grade(capsys, "--impl", str(tmp_path / "empty.py"))
+    assert rc == 2 and "defines no <op>_forward and <op>_backward" in err
+    (tmp_path / "broken.py").write_text("import nothing_like_this\n")
+    rc, _, err = _grade(capsys, "--impl", str(tmp_path / "broken.py"))
+    assert rc == 2 and "does not run: ModuleNotFoundError" in err
+
+
+def test_impl_reports_an_op_that_raises(tmp_path, capsys):
+    path = tmp_path / "raises.py"
+    path.write_text("def affine_forward(x, W, b):\n    raise NotImplementedError('later')\n\n\n"
+                    "def affine_backward(dout, cache):\n    pass\n")
+    rc, out, _ = _grade(capsys, "--impl", str(path))
+    assert rc == 1 and "affine: your affine_forward/affine_backward raised NotImplementedError: later" in out
+
+
+def test_impl_names_a_gradient_of_the_wrong_shape(tmp_path, capsys):
+    rc, out, _ = _grade(capsys, "--impl", _student(tmp_path, dW="(x2.T @ d2).T"), "affine")
+    assert rc == 1 and "affine: gradient for 'W' has shape (4, 5), input has (5, 4)" in out
+
+
+def test_impl_command_line(tmp_path):
+    res = _run_gradcheck_cli("--impl", _student(tmp_path, dW="2 * x2.T @ d2"), "affine", "relu")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "affine: the gradient of 'W' is wrong" in res.stdout and "relu: " not in res.stdout
+    assert res.stdout.splitlines()[-1] == "5 good, 0 suspicious, 1 wrong"

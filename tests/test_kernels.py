@@ -1,15 +1,18 @@
-"""Fused CuPy kernels against their plain twins (the same op with ``kernels.plain()``).
+"""Fused CuPy kernels against their plain twins (the same op with ``kernels.plain()``), and the
+dispatch that chooses between them.
 
 The comparisons run on a GPU (marker ``gpu``) and, without one, on ``cupy_emulator`` (the
 kernels' CUDA bodies compiled as host C++); on the CPU we also check the switch and that every
 kernel's CUDA source compiles with NVRTC (where its library can be loaded)."""
+import os
+
 import numpy as np
 import pytest
 
 from conftest import emulated_cupy
 from minihart.backend import gpu_available
-from minihart.boxes import _overlapping_pairs
 from minihart.gradcheck import rel_error
+from minihart.gradcheck.cases import overlapping_pairs
 from minihart.nn import activations as A
 from minihart.nn import kernels
 from minihart.nn.attention import filterbank_backward, filterbank_forward
@@ -52,11 +55,78 @@ def assert_twins(fn, tol):
         assert rel_error(f, r) < tol, rel_error(f, r)
 
 
-def test_switch_is_off_on_numpy_and_inside_plain():
-    assert not kernels.enabled(np)
-    with kernels.plain():
-        assert not kernels.enabled(object())
-    assert kernels.enabled(object()) == (kernels._ON[0])
+def _fusable_functions():
+    """``{name: function}`` of every op function marked ``@fusable`` in the package."""
+    import importlib
+    import pkgutil
+
+    import minihart
+    from minihart.backend import fusable
+    dispatch = fusable(lambda x: x).__code__  # every function that fusable wraps runs this code
+    found = {}
+    for info in pkgutil.walk_packages(minihart.__path__, "minihart."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, fn in vars(module).items():
+            if getattr(fn, "__code__", None) is dispatch and fn.__module__ == info.name:
+                found[name] = fn
+    return found
+
+
+def test_every_fused_kernel_replaces_a_fusable_function_of_the_same_signature():
+    import inspect
+    fusable = _fusable_functions()
+    assert set(fusable) == set(kernels.FUSED), set(fusable) ^ set(kernels.FUSED)
+
+    def params(fn):
+        return [(p.name, p.default) for p in inspect.signature(fn).parameters.values()]
+    for name, fn in fusable.items():
+        assert params(kernels.FUSED[name]) == params(fn.__wrapped__), name
+
+
+def test_the_dispatch_runs_the_kernel_on_cupy_arrays_only(emulator, monkeypatch):
+    import cupy_emulator
+    x = np.linspace(-3, 3, 12).reshape(3, 4)
+    with cupy_emulator.count_launches() as fused:
+        y = A.sigmoid(cupy_emulator.to_device(x))
+    with kernels.plain(), cupy_emulator.count_launches() as plain:
+        y_plain = A.sigmoid(cupy_emulator.to_device(x))
+    assert fused[0] == 1 and plain[0] > 3, (fused[0], plain[0])  # one ElementwiseKernel against ufuncs
+    assert type(y).__module__ == "cupy_emulator" and rel_error(y, y_plain) < 1e-15
+    monkeypatch.setattr(kernels, "run", lambda *a, **k: pytest.fail("kernels.run reached with NumPy arrays"))
+    assert rel_error(A.sigmoid(x), np.asarray(y_plain)) < 1e-15
+
+
+def test_a_case_the_kernel_does_not_take_falls_back_to_the_plain_error(emulator):
+    import cupy_emulator
+    x = cupy_emulator.to_device(np.zeros((1, 1, 4, 4)))
+    assert kernels.FUSED["im2col"](x, 3, 3, 2, 0) is NotImplemented
+    with pytest.raises(ValueError, match="im2col: stride=2 does not divide"):
+        im2col(x, 3, 3, 2, 0)
+
+
+def test_minihart_fused_0_switches_the_kernels_off(emulator):
+    """The environment variable, read when the kernels module is imported: in a fresh process
+    on the emulator, sigmoid is one launch by default and the plain ufuncs with MINIHART_FUSED=0."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    tests = Path(__file__).resolve().parent
+    code = ("import numpy as np, cupy_emulator as ce\n"
+            "from minihart.nn.activations import sigmoid\n"
+            "with ce.installed():\n"
+            "    with ce.count_launches() as n:\n"
+            "        sigmoid(ce.to_device(np.ones(3)))\n"
+            "print(n[0])\n")
+    launches = {}
+    for value in ("0", "1"):
+        env = {**os.environ, "MINIHART_FUSED": value,
+               "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")])}
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        launches[value] = int(res.stdout)
+    assert launches["1"] == 1 and launches["0"] > 3, launches
 
 
 def test_kernel_sources_compile():
@@ -127,7 +197,7 @@ def test_im2col_col2im_and_conv(cp, rng, k, stride, pad, groups):
 
 
 def _box_case(rng, cp, dtype):
-    a, b = _overlapping_pairs(rng, (3, 4))
+    a, b = overlapping_pairs(rng, (3, 4))
     a[0, 0, :2] += 40  # disjoint: the clip is active, no gradient
     a[1, 1] = b[1, 1]  # identical: IoU 1, ties everywhere
     a[2, 2, :2] = [-3.0, -2.0]  # partly outside the frame
@@ -213,6 +283,7 @@ def test_a_tracking_step_launches_few_kernels(rng, emulator):
         tracker.step(frames[:, 1])
     with kernels.plain(), cupy_emulator.count_launches() as plain:
         tracker.step(frames[:, 2])
+    print("tracking step launches, fused and plain:", launches[0], plain[0])
     assert launches[0] <= 100 and 2 * launches[0] < plain[0], (launches[0], plain[0])  # 89 and 280 now
 
 
@@ -236,4 +307,5 @@ def test_a_training_step_launches_few_kernels(rng, emulator):
         step()
     with kernels.plain(), cupy_emulator.count_launches() as plain:
         step()
+    print("training step launches, fused and plain:", launches[0], plain[0])
     assert launches[0] <= 1500 and 2 * launches[0] < plain[0], (launches[0], plain[0])  # 1,371 and 3,661 now

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from minihart.backend import asnumpy
-from minihart.boxes import _overlapping_pairs
 from minihart.gradcheck import check
+from minihart.gradcheck.cases import overlapping_pairs
 from minihart.nn.losses import (adaptive_loss_backward, adaptive_loss_forward, appearance_loss_backward,
                                 appearance_loss_forward, appearance_target, attention_loss_backward,
                                 attention_loss_forward, l2_backward, l2_forward, tracking_loss_backward,
@@ -25,7 +25,7 @@ def _attention(att, target, presence):
 
 def _inputs(xp, shape, seed, kind):
     g = np.random.default_rng(seed)
-    a, b = _overlapping_pairs(g, shape)
+    a, b = overlapping_pairs(g, shape)
     p = _presence(g, shape)
     if kind == "attention":  # move one present pair past the top-left image corner
         shift = np.array([-1.2, -0.6]) - a.reshape(-1, 4)[0, :2]
@@ -195,7 +195,7 @@ def test_shape_errors(xp):
 def test_losses_against_torch():
     torch = pytest.importorskip("torch")
     g = np.random.default_rng(7)
-    a, b = _overlapping_pairs(g, (3, 4))
+    a, b = overlapping_pairs(g, (3, 4))
     a[0, 0, :2], b[0, 0, :2] = [-1.0, -0.5], [-0.2, 0.4]  # a window past the top-left corner
     p = _presence(g, (3, 4))
     H, W = HW

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from minihart.backend import asnumpy
+from minihart.course.lstm import lstm_backward, lstm_forward
 from minihart.gradcheck import check, rel_error
-from minihart.nn.lstm import (init_lstm_params, lstm_backward, lstm_forward, lstm_step_backward,
-                              lstm_step_forward, zoneout_masks)
+from minihart.nn.lstm import init_lstm_params, lstm_step_backward, lstm_step_forward, zoneout_masks
 
 STEP_ARGS = ["x", "h", "c", "Wx", "Wh", "b"]
 

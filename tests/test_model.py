@@ -1,13 +1,12 @@
-"""The whole tracker: end-to-end gradient check through time, overfitting, presets, files."""
-import os
+"""The whole tracker: end-to-end gradient check through time, overfitting, presets, the tracker."""
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minihart.backend import get_array_module
 from minihart.gradcheck import check
-from minihart.model import Config, Tracker, backward, count_params, forward, init_params, load, \
-    load_alexnet, preset, sample_noise, save
+from minihart.model import Config, Tracker, backward, count_params, forward, init_params, preset, sample_noise
 from minihart.model.params import v1_shapes
 
 TINY = Config("tiny", 2, (8, 10), (
@@ -110,56 +109,23 @@ def test_loss_decreases_when_overfitting_one_batch(rng):
     assert float(out["terms"]["tracking"]) < 0.5 * first
 
 
-def test_kitti_preset_runs_on_a_full_frame_and_counts_parameters(rng):
+@pytest.mark.parametrize("name, total", [("kitti", 1_670_192), ("kth", 268_208), ("synthetic", 120_496)])
+def test_parameter_counts_are_those_the_readme_states(name, total):
+    counts = count_params(init_params(preset(name), np.random.default_rng(0)))
+    print(f"{name} parameters per block:", counts)
+    assert counts["total"] == total
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"| `{name}` |" in readme and f"| {total:,} " in readme, f"README.md does not state {total:,} for {name}"
+
+
+def test_kitti_preset_runs_on_a_full_frame(rng):
     cfg = preset("kitti")
     params = init_params(cfg, rng)
-    counts = count_params(params)
-    print("kitti parameters per block:", counts)
     assert v1_shapes(cfg)[1] == (384, 14, 14)
-    assert 1.0e6 < counts["total"] < 3.0e6  # the paper: 1.8 million
     frames = rng.random((1, 2, 3, 375, 1242)).astype(np.float32)
     boxes = np.tile(np.array([150, 600, 60, 120], np.float32), (1, 2, 1))
     out, _ = forward(params, cfg, frames, boxes, np.ones((1, 2), np.float32))
     assert out["pred"].shape == (1, 2, 4) and np.isfinite(out["pred"]).all()
-
-
-def test_save_load_round_trip_and_bad_files(tmp_path, rng):
-    params = init_params(TINY, rng)
-    path = str(tmp_path / "m.npz")
-    save(path, params, TINY, step=np.array(7))
-    p2, cfg2, extra = load(path)
-    assert cfg2 == TINY and int(extra["step"]) == 7
-    assert all(np.array_equal(params[k], p2[k]) for k in params)
-    with pytest.raises(ValueError, match="preset 'tiny', not 'kth'"):
-        load(path, expect_preset="kth")
-    with pytest.raises(ValueError, match="does not exist"):
-        load(str(tmp_path / "nope.npz"))
-    (tmp_path / "bad.npz").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not a readable"):
-        load(str(tmp_path / "bad.npz"))
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp.npz")]
-    data = dict(np.load(path))
-    np.savez(tmp_path / "cfg.npz", **{**data, "config": np.array('{"name": "tiny", "bogus": 1}')})
-    with pytest.raises(ValueError, match="cfg.npz' has an unusable config"):
-        load(str(tmp_path / "cfg.npz"))
-    np.savez(tmp_path / "nan.npz", **{**data, "param/lstm.b": np.full_like(data["param/lstm.b"], np.nan)})
-    with pytest.raises(ValueError, match=r"non-finite or non-float parameters \['lstm.b'\]"):
-        load(str(tmp_path / "nan.npz"))  # would have tracked with NaN boxes
-
-
-def test_alexnet_importer_reads_bvlc_format(tmp_path, rng):
-    cfg = preset("kitti")
-    params = init_params(cfg, rng)
-    shapes = {"conv1": (11, 11, 3, 96), "conv2": (5, 5, 48, 256), "conv3": (3, 3, 256, 384)}
-    weights = {k: [rng.standard_normal(s).astype(np.float32), rng.standard_normal(s[-1]).astype(np.float32)]
-               for k, s in shapes.items()}
-    np.save(tmp_path / "bvlc_alexnet.npy", weights, allow_pickle=True)
-    p2 = load_alexnet(params, str(tmp_path / "bvlc_alexnet.npy"))
-    np.testing.assert_array_equal(p2["v1.conv2.W"][5, 7], weights["conv2"][0][:, :, 7, 5])
-    weights["conv3"][0] = weights["conv3"][0][:, :, :100]
-    np.save(tmp_path / "bad.npy", weights, allow_pickle=True)
-    with pytest.raises(ValueError, match="conv3"):
-        load_alexnet(params, str(tmp_path / "bad.npy"))
 
 
 def test_tracker_matches_sequence_forward_in_eval_mode(rng):

@@ -8,7 +8,8 @@ import pytest
 from minihart import evaluate, scoring, track
 from minihart.boxes import from_xywh
 from minihart.data import sot
-from minihart.model import init_params, preset, save
+from minihart.checkpoint import save
+from minihart.model import init_params, preset
 
 
 def test_score_sequence_known_answer():

@@ -83,12 +83,6 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @staticmethod
-    def from_dict(d: dict) -> "Config":
-        def tuples(v):
-            return tuple(tuples(i) for i in v) if isinstance(v, (list, tuple)) else v
-        return Config(**{k: tuples(v) for k, v in d.items()})
-
 
 PRESETS = {
     # KITTI, paper 5.2: 56x56 colour glimpse, AlexNet conv1-3 -> 14x14x384, ventral 1x1 -> 5

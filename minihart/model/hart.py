@@ -19,6 +19,10 @@ As in the reference, the appearance vector alpha_{t+1} is the LSTM output itself
 for alpha is the identity), and the initial state comes from one LSTM step on the features of
 the first frame's glimpse at the first box (no dorsal stream yet: no appearance is known).
 The first frame's box is given, so losses and IoU count time steps 2..T.
+
+Top down as the figure: appearance (glimpse, V1, ventral stream), dorsal stream, one step, the
+initial state, the sequence; then the loss. Each ``*_backward`` adds the gradients of the
+parameters it owns into the dict ``grads`` and returns those of its inputs.
 """
 from __future__ import annotations
 
@@ -30,255 +34,410 @@ import numpy as np
 from minihart.backend import get_array_module
 from minihart.boxes import iou, validate_boxes
 from minihart.model.config import Config
+from minihart.nn import attention, conv, dfn, linear, lstm
 from minihart.nn import losses as L
-from minihart.nn.activations import ACTIVATIONS, sigmoid
-from minihart.nn.attention import box_to_attention, glimpse_forward, glimpse_backward
-from minihart.nn.conv import conv2d_forward, conv2d_backward, maxpool2d_forward, maxpool2d_backward, \
-    lrn_forward, lrn_backward
-from minihart.nn.dfn import dfn_filters_forward, dfn_filters_backward, dynamic_conv_forward, dynamic_conv_backward
-from minihart.nn.linear import affine_forward, affine_backward, dropout_forward, dropout_backward, dropout_mask
-from minihart.nn.lstm import lstm_step_forward, lstm_step_backward, zoneout_masks
+from minihart.nn.activations import ACTIVATIONS, elu_backward, elu_forward, sigmoid
 
 LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)  # AlexNet's norm1/norm2 (Caffe definition)
 
 
-# ----------------------------------------------------------------------------- small blocks
-def _dense_forward(p, name, x, act):
+# ----------------------------------------------------------------------------- read-outs and V1
+class DenseCache(NamedTuple):
+    name: str       # parameters name.W, name.b
+    act: str        # a key of ACTIVATIONS
+    affine: object  # AffineCache
+    activation: object
+
+
+def dense_forward(p, name, x, act):
     """``act(x W + b)`` with the weights ``name.W``, ``name.b``."""
-    y, c1 = affine_forward(x, p[name + ".W"], p[name + ".b"])
-    y, c2 = ACTIVATIONS[act][0](y)
-    return y, (name, act, c1, c2)
+    y, affine = linear.affine_forward(x, p[name + ".W"], p[name + ".b"])
+    y, activation = ACTIVATIONS[act][0](y)
+    return y, DenseCache(name, act, affine, activation)
 
 
-def _dense_backward(dy, cache, grads):
-    name, act, c1, c2 = cache
-    dx, dW, db = affine_backward(ACTIVATIONS[act][1](dy, c2), c1)
-    grads[name + ".W"] += dW
-    grads[name + ".b"] += db
+def dense_backward(dy, cache: DenseCache, grads):
+    dx, dW, db = linear.affine_backward(ACTIVATIONS[cache.act][1](dy, cache.activation), cache.affine)
+    grads[cache.name + ".W"] += dW
+    grads[cache.name + ".b"] += db
     return dx
 
 
-def _v1_forward(p, cfg, x):
-    caches, n_conv = [], 0
+class V1Layer(NamedTuple):
+    spec: tuple     # the layer's spec in cfg.v1
+    name: str       # its parameters' prefix, "v1.conv2" (convolutions only)
+    cache: object
+
+
+def v1_forward(p, cfg, x):
+    """The shared CNN V1 on glimpses ``x (B, C, h, w)``: returns the feature maps and the
+    caches of its layers (a list of :class:`V1Layer`)."""
+    layers, n_conv = [], 0
     for spec in cfg.v1:
-        kind = spec[0]
-        if kind == "conv":
+        name = None
+        if spec[0] == "conv":
             n_conv += 1
-            _, _, _, stride, pad, groups = spec
+            name, (_, _, _, stride, pad, groups) = f"v1.conv{n_conv}", spec
             if isinstance(pad, tuple):  # asymmetric "SAME" padding: pad explicitly
-                xp = get_array_module(x)
-                x = xp.pad(x, ((0, 0), (0, 0), pad[:2], pad[2:]))
+                x = get_array_module(x).pad(x, ((0, 0), (0, 0), pad[:2], pad[2:]))
                 pad = 0
-            x, c = conv2d_forward(x, p[f"v1.conv{n_conv}.W"], p[f"v1.conv{n_conv}.b"], stride, pad, groups)
-            c = (n_conv, spec[4], c)
-        elif kind == "pool":
-            x, c = maxpool2d_forward(x, spec[1], spec[2])
-        elif kind == "lrn":
-            x, c = lrn_forward(x, **LRN)
+            x, c = conv.conv2d_forward(x, p[name + ".W"], p[name + ".b"], stride, pad, groups)
+        elif spec[0] == "pool":
+            x, c = conv.maxpool2d_forward(x, spec[1], spec[2])
+        elif spec[0] == "lrn":
+            x, c = conv.lrn_forward(x, **LRN)
         else:
-            x, c = ACTIVATIONS[kind][0](x)
-        caches.append(c)
-    return x, caches
+            x, c = ACTIVATIONS[spec[0]][0](x)
+        layers.append(V1Layer(spec, name, c))
+    return x, layers
 
 
-def _v1_backward(dx, cfg, caches, grads):
-    for spec, c in zip(reversed(cfg.v1), reversed(caches)):
-        kind = spec[0]
-        if kind == "conv":
-            n, pad, c = c
-            dx, dW, db = conv2d_backward(dx, c)
-            grads[f"v1.conv{n}.W"] += dW
-            grads[f"v1.conv{n}.b"] += db
+def v1_backward(dx, layers, grads):
+    for spec, name, c in reversed(layers):
+        if spec[0] == "conv":
+            dx, dW, db = conv.conv2d_backward(dx, c)
+            grads[name + ".W"] += dW
+            grads[name + ".b"] += db
+            pad = spec[4]
             if isinstance(pad, tuple):
                 dx = dx[:, :, pad[0]:dx.shape[2] - pad[1], pad[2]:dx.shape[3] - pad[3]]
-        elif kind == "pool":
-            dx = maxpool2d_backward(dx, c)
-        elif kind == "lrn":
-            dx = lrn_backward(dx, c)
+        elif spec[0] == "pool":
+            dx = conv.maxpool2d_backward(dx, c)
+        elif spec[0] == "lrn":
+            dx = conv.lrn_backward(dx, c)
         else:
-            dx = ACTIVATIONS[kind][1](dx, c)
+            dx = ACTIVATIONS[spec[0]][1](dx, c)
     return dx
 
 
-def _appearance_forward(p, cfg, frame, a, drop):
-    """Glimpse (2), V1, dropout and the ventral stream: returns ``g, f, nu`` and a cache."""
-    g, gc = glimpse_forward(frame, a, cfg.glimpse_hw)
+# ----------------------------------------------------------------------------- appearance attention
+class AppearanceCache(NamedTuple):
+    glimpse: object  # GlimpseCache
+    v1: list         # V1Layer per layer
+    dropout: object
+    ventral: object  # ConvCache of the 1x1 convolution
+    elu: object
+
+
+def appearance_forward(p, cfg, frame, a, drop=None):
+    """Glimpse (2), V1, dropout (``drop``: its keep-mask, None in evaluation) and the ventral
+    stream of ``frame (B, C, H, W)`` at attention ``a (B, 4)``. Returns the glimpse ``g``, V1's
+    features ``f`` (after dropout) and the ventral features ``nu``, and an :class:`AppearanceCache`."""
+    g, gc = attention.glimpse_forward(frame, a, cfg.glimpse_hw)
     g0 = g - g.mean(axis=(2, 3), keepdims=True)  # per-glimpse mean removal (reference, AlexNet input)
-    f, v1c = _v1_forward(p, cfg, g0)
-    f, dc = dropout_forward(f, drop, cfg.dropout)
-    nu, vc = conv2d_forward(f, p["ventral.W"], p["ventral.b"])
-    nu, ec = ACTIVATIONS["elu"][0](nu)
-    return g, f, nu, (gc, v1c, dc, vc, ec)
+    f, v1 = v1_forward(p, cfg, g0)
+    f, dc = linear.dropout_forward(f, drop, cfg.dropout)
+    nu, vc = conv.conv2d_forward(f, p["ventral.W"], p["ventral.b"])
+    nu, ec = elu_forward(nu)
+    return (g, f, nu), AppearanceCache(gc, v1, dc, vc, ec)
 
 
-def _appearance_backward(df, dnu, cfg, cache, grads):
-    gc, v1c, dc, vc, ec = cache
-    dnu = ACTIVATIONS["elu"][1](dnu, ec)
-    dfv, dW, db = conv2d_backward(dnu, vc)
+def appearance_backward(df, dnu, cache: AppearanceCache, grads):
+    """Gradient to the attention ``a`` from those of ``f`` and ``nu``."""
+    dfv, dW, db = conv.conv2d_backward(elu_backward(dnu, cache.elu), cache.ventral)
     grads["ventral.W"] += dW
     grads["ventral.b"] += db
-    df = dropout_backward(df + dfv, dc)
-    dg0 = _v1_backward(df, cfg, v1c, grads)
+    dg0 = v1_backward(linear.dropout_backward(df + dfv, cache.dropout), cache.v1, grads)
     dg = dg0 - dg0.mean(axis=(2, 3), keepdims=True)
-    return glimpse_backward(dg, gc, need_dx=False)[1]  # gradient to the attention parameters
+    return attention.glimpse_backward(dg, cache.glimpse, need_dx=False)[1]  # no gradient to the frame
+
+
+# ----------------------------------------------------------------------------- dorsal stream
+class DorsalLayer(NamedTuple):
+    filters: object  # DfnFiltersCache: the MLP that writes this layer's kernels, eq. (3)
+    conv: object     # DynConvCache
+    elu: object
+
+
+def dorsal_forward(p, cfg, f, alpha):
+    """The dynamic-filter layers of eq. (3) on V1's features ``f``, their kernels written from
+    ``alpha (B, n_units)``: returns the last maps, the kernels and biases ``[w1, b1, w2, ...]``
+    (the L2 term of eq. 9 counts them) and a list of :class:`DorsalLayer`."""
+    d, filters, layers = f, [], []
+    for i, (k, maps) in enumerate(cfg.dfn, 1):
+        (w, b), fc = dfn.dfn_filters_forward(alpha, p, d.shape[1], maps, k, prefix=f"dfn{i}.")
+        d, cc = dfn.dynamic_conv_forward(d, w, b, k // 2)
+        d, ec = elu_forward(d)
+        layers.append(DorsalLayer(fc, cc, ec))
+        filters += [w, b]
+    return d, filters, layers
+
+
+def dorsal_backward(dd, dfilters, layers, grads):
+    """Gradients of ``f`` and of ``alpha`` from those of the maps and of the kernels and biases."""
+    dalpha = 0
+    for i in range(len(layers), 0, -1):
+        fc, cc, ec = layers[i - 1]
+        dd, dw, db = dfn.dynamic_conv_backward(elu_backward(dd, ec), cc)
+        dal, g = dfn.dfn_filters_backward((dw + dfilters[2 * i - 2], db + dfilters[2 * i - 1]), fc)
+        dalpha = dalpha + dal
+        for name, v in g.items():
+            grads[name] += v
+    return dd, dalpha
 
 
 # ----------------------------------------------------------------------------- one step
+class StepOut(NamedTuple):
+    a_next: object   # (B, 4) attention for the next frame, eq. (7)
+    h: object        # (B, n) LSTM state and output o_t, which is also alpha_{t+1}
+    c: object        # (B, n) LSTM cell
+    pred: object     # (B, 4) box of this frame, eq. (8), normalised coordinates
+    logits: object   # (B, h_v, w_v) of the location map s_t
+    g: object        # (B, C, h, w) the glimpse
+    filters: list    # the dynamic kernels and biases of this step
+
+
 class StepCache(NamedTuple):
-    app: tuple
-    dfn: list
-    loc: object
-    s: object
+    appearance: AppearanceCache
+    dorsal: list     # DorsalLayer per layer
+    locmap: object   # ConvCache of the location map's 1x1 convolution
+    s: object        # (B, 1, h_v, w_v) the location map
     nu: object
-    feat: tuple
-    lstm: object
-    mask: tuple
-    att: tuple
-    box: tuple
-    d_att: object
-    gain: object
-    d_box: object
-    unit: object
+    feat: DenseCache
+    lstm: object     # LSTMCache
+    mask: DenseCache
+    att: tuple       # DenseCache of the two attention read-out layers
+    box: tuple       # the same for the box read-out
+    d_att: object    # Delta a of eq. (6)
+    gain: object     # tanh(c) of eq. (7)
+    d_box: object    # Delta b of eq. (6)
+    unit: object     # the units of Delta a and Delta b (window_units)
 
 
 def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
-    """One recurrent step (eqs. 2-8). ``noise``: None (evaluation) or a dict with the
-    step's ``drop`` (dropout keep-mask), ``zh``, ``zc`` (zoneout keep-old masks).
-
-    Returns ``out`` (dict: ``a_next, h, c, pred, logits, g, filters``) and a StepCache.
-    """
-    xp = get_array_module(frame)
-    B = frame.shape[0]
-    drop = None if noise is None else noise["drop"]
-    g, f, nu, app = _appearance_forward(p, cfg, frame, a, drop)
-    d, dfn_caches, filters = f, [], []
-    for i, (k, maps) in enumerate(cfg.dfn, 1):  # dorsal stream, eq. (3)
-        (w, b), fc = dfn_filters_forward(alpha, p, d.shape[1], maps, k, prefix=f"dfn{i}.")
-        d, cc = dynamic_conv_forward(d, w, b, k // 2)
-        d, ec = ACTIVATIONS["elu"][0](d)
-        dfn_caches.append((fc, cc, ec))
-        filters += [w, b]
-    logits, lc = conv2d_forward(d, p["locmap.W"], p["locmap.b"])
-    s = sigmoid(logits)                                   # location map s_t
+    """One recurrent step (eqs. 2-8) on ``frame (B, C, H, W)`` from attention ``a (B, 4)``, the
+    LSTM state ``h, c`` and the appearance ``alpha``. ``noise``: None (evaluation) or a dict with
+    the step's ``drop`` (dropout keep-mask), ``zh``, ``zc`` (zoneout keep-old masks).
+    Returns a :class:`StepOut` and a :class:`StepCache`."""
+    xp, B = get_array_module(frame), frame.shape[0]
+    noise = noise or dict(drop=None, zh=None, zc=None)
+    (g, f, nu), app = appearance_forward(p, cfg, frame, a, noise["drop"])
+    d, filters, dorsal = dorsal_forward(p, cfg, f, alpha)            # eq. (3)
+    logits, loc = conv.conv2d_forward(d, p["locmap.W"], p["locmap.b"])
+    s = sigmoid(logits)                                               # location map s_t
     x_in = xp.concatenate([(nu * s).reshape(B, -1), a], axis=1)
-    v, fc = _dense_forward(p, "feat", x_in, "elu")        # eq. (4)
-    zh, zc = (None, None) if noise is None else (noise["zh"], noise["zc"])
-    (h, c), lstm_c = lstm_step_forward(v, h, c, p["lstm.Wx"], p["lstm.Wh"], p["lstm.b"],
-                                       zh, zc, cfg.zoneout, cfg.zoneout)  # eq. (5)
-    m, mc = _dense_forward(p, "mask", s.reshape(B, -1), "elu")
-    r, a1c = _dense_forward(p, "att1", xp.concatenate([h, m], axis=1), "elu")
-    d_att, a2c = _dense_forward(p, "att2", r, "tanh")      # eq. (6)
-    q, b1c = _dense_forward(p, "box1", xp.concatenate([h, m], axis=1) if cfg.box_reads_mask else h, "elu")
-    d_box, b2c = _dense_forward(p, "box2", q, "tanh")
-    gain = xp.tanh(p["att_gain"])
-    unit = window_units(a, cfg)                            # 1, or the window's [h, w, h, w]
-    out = dict(a_next=a + gain * d_att * unit, h=h, c=c, pred=a + d_box * unit, logits=logits[:, 0], g=g,
-               filters=filters)                            # eqs. (7), (8)
-    return out, StepCache(app, dfn_caches, lc, s, nu, fc, lstm_c, mc, (a1c, a2c), (b1c, b2c), d_att, gain,
-                          d_box, unit)
+    v, fc = dense_forward(p, "feat", x_in, "elu")                     # eq. (4)
+    (h, c), lc = lstm.lstm_step_forward(v, h, c, p["lstm.Wx"], p["lstm.Wh"], p["lstm.b"],
+                                        noise["zh"], noise["zc"], cfg.zoneout, cfg.zoneout)  # eq. (5)
+    m, mc = dense_forward(p, "mask", s.reshape(B, -1), "elu")
+    r, a1c = dense_forward(p, "att1", xp.concatenate([h, m], axis=1), "elu")
+    d_att, a2c = dense_forward(p, "att2", r, "tanh")                  # eq. (6)
+    q, b1c = dense_forward(p, "box1", xp.concatenate([h, m], axis=1) if cfg.box_reads_mask else h, "elu")
+    d_box, b2c = dense_forward(p, "box2", q, "tanh")
+    gain, unit = xp.tanh(p["att_gain"]), window_units(a, cfg)
+    out = StepOut(a_next=a + gain * d_att * unit, h=h, c=c, pred=a + d_box * unit, logits=logits[:, 0], g=g,
+                  filters=filters)                                    # eqs. (7), (8)
+    return out, StepCache(app, dorsal, loc, s, nu, fc, lc, mc, (a1c, a2c), (b1c, b2c), d_att, gain, d_box, unit)
 
 
 def window_units(a, cfg):
-    """The units of the updates of eqs. (7) and (8): 1 (frame units), or with
+    """The units of Delta a and Delta b in eqs. (7), (8): the frame (1), or with
     ``cfg.relative_updates`` the attention window's size ``[h, w, h, w]`` ``(B, 4)``."""
-    if not cfg.relative_updates:
-        return 1.0
-    xp = get_array_module(a)
-    return xp.concatenate([a[:, 2:4], a[:, 2:4]], axis=1)
+    return get_array_module(a).concatenate([a[:, 2:], a[:, 2:]], axis=1) if cfg.relative_updates else 1.0
 
 
-def _window_units_backward(dunit, cfg):
-    """The gradient to ``a`` of :func:`window_units` from the gradient of its output ``(B, 4)``."""
-    xp = get_array_module(dunit)
+def window_units_backward(dunit, cfg):
+    """The gradient to ``a (B, 4)`` of :func:`window_units` from that of its output."""
     if not cfg.relative_updates:
         return 0.0
-    zero = xp.zeros_like(dunit[:, :2])
-    return xp.concatenate([zero, dunit[:, :2] + dunit[:, 2:]], axis=1)
+    xp = get_array_module(dunit)
+    return xp.concatenate([xp.zeros_like(dunit[:, :2]), dunit[:, :2] + dunit[:, 2:]], axis=1)
 
 
-def step_backward(d, cache: StepCache, cfg, grads):
-    """Backward of :func:`step_forward`. ``d`` holds gradients of the step's outputs:
-    ``a_next, h, c, pred, logits (B, h_v, w_v), filters (list)``, and ``a`` (from the losses
-    on the attention box). Returns ``(da, dh_prev, dc_prev, dalpha)``."""
-    k = cache
-    xp = get_array_module(d["pred"])
-    n = cfg.n_units
-    da = d["a"] + d["pred"] + d["a_next"]
-    da = da + _window_units_backward(d["a_next"] * k.gain * k.d_att + d["pred"] * k.d_box, cfg)
-    dq = _dense_backward(d["pred"] * k.unit, k.box[1], grads)
-    dzb = _dense_backward(dq, k.box[0], grads)
-    dh = d["h"] + dzb[:, :n]
-    grads["att_gain"] += (d["a_next"] * k.d_att * k.unit).sum().reshape(1) * (1 - k.gain ** 2)
-    dr = _dense_backward(d["a_next"] * k.gain * k.unit, k.att[1], grads)
-    dz = _dense_backward(dr, k.att[0], grads)
-    dh = dh + dz[:, :n]
+def step_backward(d: StepOut, da_loss, cache: StepCache, cfg, grads):
+    """Backward of :func:`step_forward`. ``d`` holds the gradients of the step's outputs (its
+    ``g`` is unused), ``da_loss`` that of ``a`` from the attention loss.
+    Returns ``(da, dh_prev, dc_prev, dalpha)``."""
+    k, n = cache, cfg.n_units
+    da = da_loss + d.pred + d.a_next + window_units_backward(d.a_next * k.gain * k.d_att + d.pred * k.d_box, cfg)
+    dq = dense_backward(d.pred * k.unit, k.box[1], grads)
+    dzb = dense_backward(dq, k.box[0], grads)
+    grads["att_gain"] += (d.a_next * k.d_att * k.unit).sum().reshape(1) * (1 - k.gain ** 2)
+    dr = dense_backward(d.a_next * k.gain * k.unit, k.att[1], grads)
+    dz = dense_backward(dr, k.att[0], grads)
+    dh = d.h + dzb[:, :n] + dz[:, :n]
     dm = dz[:, n:] + dzb[:, n:] if cfg.box_reads_mask else dz[:, n:]
-    ds = _dense_backward(dm, k.mask, grads).reshape(k.s.shape)
-    dv, dh_prev, dc_prev, dWx, dWh, dbl = lstm_step_backward((dh, d["c"]), k.lstm)
+    ds = dense_backward(dm, k.mask, grads).reshape(k.s.shape)
+    dv, dh_prev, dc_prev, dWx, dWh, dbl = lstm.lstm_step_backward((dh, d.c), k.lstm)
     grads["lstm.Wx"] += dWx
     grads["lstm.Wh"] += dWh
     grads["lstm.b"] += dbl
-    dx_in = _dense_backward(dv, k.feat, grads)
+    dx_in = dense_backward(dv, k.feat, grads)
     da = da + dx_in[:, -4:]
     dmasked = dx_in[:, :-4].reshape(k.nu.shape)
     dnu = dmasked * k.s
     ds = ds + (dmasked * k.nu).sum(axis=1, keepdims=True)
-    dlogits = ds * k.s * (1 - k.s) + d["logits"][:, None]
-    dd, dW, db = conv2d_backward(dlogits, k.loc)
+    dlogits = ds * k.s * (1 - k.s) + d.logits[:, None]
+    dd, dW, db = conv.conv2d_backward(dlogits, k.locmap)
     grads["locmap.W"] += dW
     grads["locmap.b"] += db
-    dalpha = xp.zeros_like(dh_prev)
-    for i in range(len(cfg.dfn), 0, -1):
-        fc, cc, ec = k.dfn[i - 1]
-        dd = ACTIVATIONS["elu"][1](dd, ec)
-        dd, dw, dbias = dynamic_conv_backward(dd, cc)
-        dw, dbias = dw + d["filters"][2 * i - 2], dbias + d["filters"][2 * i - 1]
-        dal, g = dfn_filters_backward((dw, dbias), fc)
-        dalpha += dal
-        for name, v in g.items():
-            grads[name] += v
-    da = da + _appearance_backward(dd, dnu, cfg, k.app, grads)
+    df, dalpha = dorsal_backward(dd, d.filters, k.dorsal, grads)
+    da = da + appearance_backward(df, dnu, k.appearance, grads)
     return da, dh_prev, dc_prev, dalpha
 
 
-# ----------------------------------------------------------------------------- the sequence
-def _initial_window(boxes0, scale):
-    """The first box enlarged by ``scale`` about its centre (context around the object)."""
-    y, x, h, w = (boxes0[:, i] for i in range(4))
-    xp = get_array_module(boxes0)
-    return xp.stack([y - (scale - 1) * h / 2, x - (scale - 1) * w / 2, scale * h, scale * w], axis=1)
+# ----------------------------------------------------------------------------- the initial state
+class InitCache(NamedTuple):
+    f: object            # V1's features of the first glimpse
+    nu: object
+    appearance: AppearanceCache
+    feat: DenseCache
+    lstm: object
+    tanh_bias: object    # tanh(att_bias)
+    unit: object         # window_units of the first window
 
 
 def init_forward(p, cfg, frame0, box0):
     """Initial state from the first frame and box: attention ``a_1`` (with the learnable bias
     ``0.25 tanh(att_bias)``, as the reference), and ``h_0, c_0`` from one LSTM step on the
-    unmasked ventral features of the first glimpse. Returns ``(a1, h0, c0), cache``."""
-    xp = get_array_module(frame0)
-    B = frame0.shape[0]
-    tb = xp.tanh(p["att_bias"])
+    unmasked ventral features of the first glimpse. Returns ``(a1, h0, c0)`` and an :class:`InitCache`."""
+    xp, B = get_array_module(frame0), frame0.shape[0]
+    tb, k = xp.tanh(p["att_bias"]), cfg.init_window_scale
+    # the first box enlarged k times about its centre (context around the object)
+    window = xp.concatenate([box0[:, :2] - (k - 1) * box0[:, 2:] / 2, k * box0[:, 2:]], axis=1)
     # box0 was checked by the caller (validate_inputs, Tracker.init): no second device read here
-    a0 = box_to_attention(_initial_window(box0, cfg.init_window_scale), frame0.shape[2:], validate=False)
-    a1 = a0 + 0.25 * tb * window_units(a0, cfg)
-    a1 = a1.astype(frame0.dtype)
-    _, f, nu, app = _appearance_forward(p, cfg, frame0, a1, None)
-    v, fc = _dense_forward(p, "feat", xp.concatenate([nu.reshape(B, -1), a1], axis=1), "elu")
+    a0 = attention.box_to_attention(window, frame0.shape[2:], validate=False)
+    unit = window_units(a0, cfg)
+    a1 = (a0 + 0.25 * tb * unit).astype(frame0.dtype)
+    (_, f, nu), app = appearance_forward(p, cfg, frame0, a1)
+    v, fc = dense_forward(p, "feat", xp.concatenate([nu.reshape(B, -1), a1], axis=1), "elu")
     zeros = xp.zeros((B, cfg.n_units), frame0.dtype)
-    (h, c), lc = lstm_step_forward(v, zeros, zeros, p["lstm.Wx"], p["lstm.Wh"], p["lstm.b"])
-    return (a1, h, c), (f, nu, app, fc, lc, tb, window_units(a0, cfg))
+    (h, c), lc = lstm.lstm_step_forward(v, zeros, zeros, p["lstm.Wx"], p["lstm.Wh"], p["lstm.b"])
+    return (a1, h, c), InitCache(f, nu, app, fc, lc, tb, unit)
 
 
-def init_backward(da, dh, dc, cache, cfg, grads):
-    f, nu, app, fc, lc, tb, unit0 = cache
-    dv, _, _, dWx, dWh, db = lstm_step_backward((dh, dc), lc)
+def init_backward(da, dh, dc, cache: InitCache, grads):
+    dv, _, _, dWx, dWh, db = lstm.lstm_step_backward((dh, dc), cache.lstm)
     grads["lstm.Wx"] += dWx
     grads["lstm.Wh"] += dWh
     grads["lstm.b"] += db
-    dx = _dense_backward(dv, fc, grads)
+    dx = dense_backward(dv, cache.feat, grads)
     da = da + dx[:, -4:]
-    da = da + _appearance_backward(get_array_module(f).zeros_like(f), dx[:, :-4].reshape(nu.shape), cfg, app, grads)
-    grads["att_bias"] += (da * 0.25 * unit0 * (1 - tb ** 2)).sum(axis=0)
+    df = get_array_module(cache.f).zeros_like(cache.f)  # the first glimpse's features feed no dorsal stream
+    da = da + appearance_backward(df, dx[:, :-4].reshape(cache.nu.shape), cache.appearance, grads)
+    grads["att_bias"] += (da * 0.25 * cache.unit * (1 - cache.tanh_bias ** 2)).sum(axis=0)
 
 
+# ----------------------------------------------------------------------------- over the sequence
+class Sequence(NamedTuple):
+    pred: object      # (B, T, 4) boxes, eq. (8), pixels
+    att: object       # (B, T, 4) attention windows, pixels
+    logits: object    # (B, T, h_v, w_v) of the location maps
+    glimpses: object  # (B, T, C, h, w)
+    filters: list     # per step, the dynamic kernels and biases
+    state: tuple      # (a, h, c, alpha) after the last frame
+
+
+class SequenceCache(NamedTuple):
+    init: InitCache   # None for a piece that continues a carried state
+    steps: list       # StepCache per step
+    scale: object     # [H, W, H, W]: normalised coordinates to pixels
+
+
+def sequence_forward(p, cfg, frames, box0, noise=None, state=None):
+    """HART over ``frames (B, T, C, H, W)`` from the first boxes ``box0 (B, 4)`` (pixels): the
+    initial state, then :func:`step_forward` for every frame, the first one included (as the
+    reference). ``state``: instead, continue from a previous piece's ``Sequence.state``
+    (truncated BPTT: no gradient flows into it). Returns a :class:`Sequence` and a :class:`SequenceCache`."""
+    xp = get_array_module(frames)
+    H, W = frames.shape[3:]
+    scale = xp.asarray([H, W, H, W], frames.dtype)
+    if state is None:
+        (a, h, c), init = init_forward(p, cfg, frames[:, 0], box0)
+        alpha = h
+    else:
+        (a, h, c, alpha), init = state, None
+    outs, atts, caches = [], [], []
+    for t in range(frames.shape[1]):
+        o, k = step_forward(p, cfg, frames[:, t], a, h, c, alpha, None if noise is None else noise[t])
+        outs.append(o)
+        atts.append(a)
+        caches.append(k)
+        a, h, c, alpha = o.a_next, o.h, o.c, o.h
+    seq = Sequence(pred=xp.stack([o.pred for o in outs], axis=1) * scale, att=xp.stack(atts, axis=1) * scale,
+                   logits=xp.stack([o.logits for o in outs], axis=1), glimpses=xp.stack([o.g for o in outs], axis=1),
+                   filters=[o.filters for o in outs], state=(a, h, c, alpha))
+    return seq, SequenceCache(init, caches, scale)
+
+
+def sequence_backward(d: Sequence, cache: SequenceCache, cfg, grads):
+    """Backpropagation through time: ``d`` holds the gradients of the :class:`Sequence`'s
+    ``pred``, ``att``, ``logits`` and ``filters`` (pixels for the boxes)."""
+    xp = get_array_module(cache.scale)
+    dpred, datt = d.pred * cache.scale, d.att * cache.scale
+    B, dtype = dpred.shape[0], cache.scale.dtype
+    da = xp.zeros((B, 4), dtype)
+    dh, dc = xp.zeros((B, cfg.n_units), dtype), xp.zeros((B, cfg.n_units), dtype)
+    for t in range(len(cache.steps) - 1, -1, -1):
+        dout = StepOut(a_next=da, h=dh, c=dc, pred=dpred[:, t], logits=d.logits[:, t], g=None, filters=d.filters[t])
+        da, dh_prev, dc, dalpha = step_backward(dout, datt[:, t], cache.steps[t], cfg, grads)
+        dh = dh_prev + dalpha  # h_{t-1} is both the LSTM state and the appearance alpha_t
+    if cache.init is not None:
+        init_backward(da, dh, dc, cache.init, grads)
+
+
+# ----------------------------------------------------------------------------- loss and metric
+class LossCache(NamedTuple):
+    tracking: object     # caches of the three terms, eqs. (10)-(12)
+    attention: object
+    appearance: object
+    adaptive: object     # AdaptiveCache of the learned weights (or the fixed weights)
+    filters: list        # the dynamic filters, for their L2 term (a mean over the B T steps)
+
+
+def loss_forward(p, cfg, seq: Sequence, target, pres, image_hw):
+    """The loss of eq. (9) on a :class:`Sequence`: the terms (10)-(12) with learned weights and
+    ``R(lambda)``, and the L2 term on the weights and on the dynamic filters, against boxes
+    ``target`` where the presence ``pres`` (both as in :func:`forward`) is 1; ``image_hw`` is
+    the frames' ``(H, W)``. Returns ``(loss, terms)`` and a :class:`LossCache`."""
+    xp = get_array_module(seq.pred)
+    B, T = pres.shape
+    lt, ct = L.tracking_loss_forward(seq.pred, target, pres)
+    ls, cs = L.attention_loss_forward(seq.att, target, pres, image_hw)
+    tau = L.appearance_target(target, seq.att, seq.logits.shape[2:]) * pres[..., None, None]
+    la, ca = L.appearance_loss_forward(seq.logits, tau, pres)
+    if cfg.loss_weights:  # fixed weights of the three terms; loss_v is not used
+        cad = xp.asarray(cfg.loss_weights, seq.pred.dtype)
+        total, lam = (cad * xp.stack([lt, ls, la])).sum(), cad
+    else:
+        total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
+        lam = cad.lam
+    r_theta, _ = L.l2_forward([v for k, v in p.items() if is_weight(k)])
+    filters = [f for fs in seq.filters for f in fs]
+    r_psi, _ = L.l2_forward(filters)
+    reg = cfg.l2 * (r_theta + r_psi / (B * T))
+    terms = dict(tracking=lt, attention=ls, appearance=la, l2=reg,
+                 lambda_tracking=lam[0], lambda_attention=lam[1], lambda_appearance=lam[2])
+    return (total + reg, terms), LossCache(ct, cs, ca, cad, seq.filters)
+
+
+def loss_backward(p, cfg, cache: LossCache, grads) -> Sequence:
+    """Gradients of the loss: those of ``loss_v`` and of the weights' L2 term go into ``grads``;
+    returns those of the :class:`Sequence` (``glimpses`` None)."""
+    if cfg.loss_weights:
+        dterms = cache.adaptive
+    else:
+        v = cache.adaptive.v
+        dterms, dv = L.adaptive_loss_backward(get_array_module(v).asarray(1.0, v.dtype), cache.adaptive)
+        grads["loss_v"] += dv
+    for k, w in p.items():
+        if is_weight(k):
+            grads[k] += cfg.l2 * w
+    n_steps = cache.tracking.grad.shape[0] * cache.tracking.grad.shape[1]  # B T
+    return Sequence(pred=L.tracking_loss_backward(dterms[0], cache.tracking),
+                    att=L.attention_loss_backward(dterms[1], cache.attention),
+                    logits=L.appearance_loss_backward(dterms[2], cache.appearance), glimpses=None,
+                    filters=[[cfg.l2 / n_steps * f for f in fs] for fs in cache.filters])
+
+
+def is_weight(name: str) -> bool:
+    """Weight matrices and kernels (``*.W``, ``*.Wx``, ``*_W``) get the L2 term of eq. (9);
+    biases, gains and loss weights do not (as the reference)."""
+    last = name.split(".")[-1]
+    return last.startswith("W") or last.endswith("_W")
+
+
+# ----------------------------------------------------------------------------- the whole model
 def sample_noise(cfg: Config, rng: np.random.Generator, batch: int, steps: int, xp=np):
     """Training-mode randomness as explicit arrays (so gradient checks are deterministic):
     per step a dropout keep-mask after V1 and zoneout keep-old masks for h and c. On a GPU
@@ -287,9 +446,9 @@ def sample_noise(cfg: Config, rng: np.random.Generator, batch: int, steps: int, 
     _, fshape = v1_shapes(cfg)
     if xp is not np:
         rng = xp.random.default_rng(int(rng.integers(2 ** 63)))
-    return [dict(drop=dropout_mask(rng, (batch, *fshape), cfg.dropout, xp),
-                 zh=zoneout_masks(rng, (batch, cfg.n_units), cfg.zoneout, xp),
-                 zc=zoneout_masks(rng, (batch, cfg.n_units), cfg.zoneout, xp)) for _ in range(steps)]
+    return [dict(drop=linear.dropout_mask(rng, (batch, *fshape), cfg.dropout, xp),
+                 zh=lstm.zoneout_masks(rng, (batch, cfg.n_units), cfg.zoneout, xp),
+                 zc=lstm.zoneout_masks(rng, (batch, cfg.n_units), cfg.zoneout, xp)) for _ in range(steps)]
 
 
 def validate_inputs(cfg: Config, frames, boxes, presence, check_boxes=True):
@@ -311,8 +470,15 @@ def validate_inputs(cfg: Config, frames, boxes, presence, check_boxes=True):
         validate_boxes(boxes[:, 0], "boxes[:, 0] (the first frame's boxes)", frames.shape[3:])
 
 
+class Cache(NamedTuple):
+    cfg: Config
+    params: dict
+    sequence: SequenceCache
+    loss: LossCache
+
+
 def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=True, state=None):
-    """Run HART over ``frames (B, T, C, H, W)`` from the first boxes ``boxes[:, 0]``.
+    """Run HART over ``frames (B, T, C, H, W)`` from the first boxes ``boxes[:, 0]`` and score it.
 
     Args: boxes ``(B, T, 4)`` pixels ``[y, x, h, w]`` (targets for t >= 2); presence ``(B, T)``
       1 where the object is visible; noise from :func:`sample_noise` (training) or None;
@@ -320,91 +486,31 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
       checked), which reads them back once. Batches from ``WindowSet.gather`` were checked on
       the host; ``train`` passes False, so forward and :func:`backward` never wait for a GPU.
       state: ``out["state"]`` of the previous piece of the same sequences, to continue them
-      (truncated backpropagation through time: no gradient flows into it; every frame,
-      the first included, is then a prediction and scored).
+      (truncated BPTT); every frame, the first included, is then predicted and scored.
     Returns ``out``: ``loss`` (0-d), ``terms`` (dict of 0-d arrays: tracking, attention,
     appearance, l2, and lambda_*), ``pred`` and ``att`` boxes ``(B, T, 4)`` in pixels, ``iou``
-    ``(B, T)``, ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``, ``state`` (the
-    recurrent state after the last frame); and a cache for :func:`backward`.
+    ``(B, T)`` (the metric, zero where not scored), ``presence`` (what is scored),
+    ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``, ``state``; and a :class:`Cache` for :func:`backward`.
     """
     validate_inputs(cfg, frames, boxes, presence, check_boxes and state is None)
     xp = get_array_module(frames)
-    B, T, _, H, W = frames.shape
-    scale = xp.asarray([H, W, H, W], frames.dtype)
-    if state is None:
-        (a, h, c), init_cache = init_forward(p, cfg, frames[:, 0], boxes[:, 0])
-        alpha = h
-    else:
-        (a, h, c, alpha), init_cache = state, None
-    steps, caches = [], []
-    for t in range(T):
-        o, k = step_forward(p, cfg, frames[:, t], a, h, c, alpha, None if noise is None else noise[t])
-        steps.append(dict(a=a, pred=o["pred"], logits=o["logits"], g=o["g"], filters=o["filters"]))
-        caches.append(k)
-        a, h, c, alpha = o["a_next"], o["h"], o["c"], o["h"]
-    pred = xp.stack([s["pred"] for s in steps], axis=1) * scale
-    att = xp.stack([s["a"] for s in steps], axis=1) * scale
-    logits = xp.stack([s["logits"] for s in steps], axis=1)
+    seq, seq_cache = sequence_forward(p, cfg, frames, boxes[:, 0], noise, state)
     pres = presence.astype(frames.dtype)
     if state is None:
         pres[:, 0] = 0  # the first box is given, not predicted
     # absent objects have no box: a dummy one keeps IoU finite; the mask zeroes its loss
-    safe = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
-    lt, ct = L.tracking_loss_forward(pred, safe, pres)
-    ls, cs = L.attention_loss_forward(att, safe, pres, (H, W))
-    tau = L.appearance_target(safe, att, logits.shape[2:]) * pres[..., None, None]
-    la, ca = L.appearance_loss_forward(logits, tau, pres)
-    if cfg.loss_weights:  # fixed weights; loss_v stays as it is
-        lam = xp.asarray(cfg.loss_weights, frames.dtype)
-        total, cad = (lam * xp.stack([lt, ls, la])).sum(), lam
-    else:
-        total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
-        lam = p["loss_v"] ** 2 + 1e-8
-    weights = [v for k, v in p.items() if is_weight(k)]
-    r_theta, _ = L.l2_forward(weights)
-    r_psi, _ = L.l2_forward([f for s in steps for f in s["filters"]])
-    reg = cfg.l2 * (r_theta + r_psi / (B * T))
-    iou_values = iou(pred, safe) * pres  # a metric, no gradient
-    out = dict(loss=total + reg, pred=pred, att=att, iou=iou_values, presence=pres, state=(a, h, c, alpha),
-               glimpses=xp.stack([s["g"] for s in steps], axis=1), maps=sigmoid(logits),
-               terms=dict(tracking=lt, attention=ls, appearance=la, l2=reg,
-                          lambda_tracking=lam[0], lambda_attention=lam[1], lambda_appearance=lam[2]))
-    return out, (cfg, p, scale, init_cache, caches, steps, ct, cs, ca, cad, B * T)
+    target = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
+    (loss, terms), loss_cache = loss_forward(p, cfg, seq, target, pres, frames.shape[3:])
+    out = dict(loss=loss, terms=terms, pred=seq.pred, att=seq.att, iou=iou(seq.pred, target) * pres,
+               presence=pres, glimpses=seq.glimpses, maps=sigmoid(seq.logits), state=seq.state)
+    return out, Cache(cfg, p, seq_cache, loss_cache)
 
 
-def is_weight(name: str) -> bool:
-    """Weight matrices and kernels (``*.W``, ``*.Wx``, ``*_W``) get the L2 term of eq. (9);
-    biases, gains and loss weights do not (as the reference)."""
-    last = name.split(".")[-1]
-    return last.startswith("W") or last.endswith("_W")
-
-
-def backward(cache) -> dict:
-    """Gradients of ``out["loss"]`` for every parameter (same keys as ``params``),
-    by backpropagation through time."""
-    cfg, p, scale, init_cache, caches, steps, ct, cs, ca, cad, BT = cache
-    xp = get_array_module(scale)
+def backward(cache: Cache) -> dict:
+    """Gradients of ``out["loss"]`` for every parameter (same keys and dtypes as ``params``), by
+    backpropagation through time."""
     grads = defaultdict(lambda: 0)
-    if cfg.loss_weights:
-        dterms = cad  # the fixed weights
-    else:
-        dterms, dv = L.adaptive_loss_backward(xp.asarray(1.0, scale.dtype), cad)
-        grads["loss_v"] += dv
-    dpred = L.tracking_loss_backward(dterms[0], ct) * scale
-    datt = L.attention_loss_backward(dterms[1], cs) * scale
-    dlogits = L.appearance_loss_backward(dterms[2], ca)
-    for k, v in p.items():
-        if is_weight(k):
-            grads[k] += cfg.l2 * v
-    B = steps[0]["pred"].shape[0]
-    da = xp.zeros((B, 4), scale.dtype)
-    dh, dc = xp.zeros((B, cfg.n_units), scale.dtype), xp.zeros((B, cfg.n_units), scale.dtype)
-    for t in range(len(caches) - 1, -1, -1):
-        d = dict(a=datt[:, t], pred=dpred[:, t], logits=dlogits[:, t], a_next=da, h=dh, c=dc,
-                 filters=[cfg.l2 / BT * f for f in steps[t]["filters"]])
-        da, dh_prev, dc, dalpha = step_backward(d, caches[t], cfg, grads)
-        dh = dh_prev + dalpha  # h_{t-1} is both the LSTM state and the appearance alpha_t
-    if init_cache is not None:  # a continued piece (``state``) ends the gradient here
-        init_backward(da, dh, dc, init_cache, cfg, grads)
+    sequence_backward(loss_backward(cache.params, cache.cfg, cache.loss, grads), cache.sequence, cache.cfg, grads)
+    xp = get_array_module(cache.sequence.scale)
     return {k: (grads[k] if not isinstance(grads[k], int) else xp.zeros_like(v)).astype(v.dtype, copy=False)
-            for k, v in p.items()}
+            for k, v in cache.params.items()}

@@ -64,7 +64,7 @@ class Tracker:
             raise ValueError(f"frame size {tuple(frame.shape[2:])} differs from the first frame's {tuple(self.hw)}")
         a, h, c, alpha = self.state
         out, _ = step_forward(self.p, self.cfg, frame, a, h, c, alpha, None)
-        self.last = dict(att=a * self.scale, glimpse=out["g"], map=sigmoid(out["logits"]))
-        self.state = (out["a_next"], out["h"], out["c"], out["h"])
-        box = out["pred"] * self.scale
+        self.last = dict(att=a * self.scale, glimpse=out.g, map=sigmoid(out.logits))
+        self.state = (out.a_next, out.h, out.c, out.h)
+        box = out.pred * self.scale
         return box[0] if self.single else box

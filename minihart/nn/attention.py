@@ -24,12 +24,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
-from minihart.backend import get_array_module
+from minihart.backend import fusable, get_array_module
 from minihart.boxes import validate_boxes
-from minihart.gradcheck import register
-from minihart.nn import kernels
 
 # sigma(gamma) = c0 + c1 gamma + ... + c4 gamma^4, refitted by data_scripts/fit_stride_sigma.py
 # (Gaussian resampling vs antialiased bicubic, strides 0.25..8). Fit error: max 0.10 px (6.1 %),
@@ -40,15 +36,11 @@ SIGMA_MIN = 0.1  # pixels; a narrower Gaussian is a point sample whose gradient 
 EPS = 1e-8  # in the row normaliser: rows far outside the image give 0, not 0/0
 
 
-def _image_hw(image_hw, fn):
-    if len(image_hw) != 2 or any(int(n) != n or n <= 0 for n in image_hw):
-        raise ValueError(f"{fn}: image_hw must be two positive ints (H, W), got {image_hw}")
-    return int(image_hw[0]), int(image_hw[1])
-
-
 def _scale(image_hw, like, fn):
     """``[H, W, H, W]`` in the dtype of ``like``."""
-    H, W = _image_hw(image_hw, fn)
+    if len(image_hw) != 2 or any(int(n) != n or n <= 0 for n in image_hw):
+        raise ValueError(f"{fn}: image_hw must be two positive ints (H, W), got {image_hw}")
+    H, W = (int(n) for n in image_hw)
     return get_array_module(like).asarray([H, W, H, W], dtype=like.dtype)
 
 
@@ -66,32 +58,12 @@ def attention_to_box(a, image_hw):
     return a * _scale(image_hw, a, "attention_to_box")
 
 
-def attention_to_box_backward(dbox, image_hw):
-    """``da (..., 4)`` of :func:`attention_to_box` from ``dbox (..., 4)``."""
-    return dbox * _scale(image_hw, dbox, "attention_to_box_backward")
-
-
-def box_to_glimpse(box, a, image_hw):
-    """A pixel box in the coordinates of the glimpse of ``a``, normalised to ``[0, 1]^2``.
-
-    Args: box ``(..., 4)`` pixel boxes; a ``(..., 4)`` attention (broadcasts with box);
-      image_hw ``(H, W)``.
-    Returns: ``(..., 4)`` ``[(y - wy) / wh, (x - wx) / ww, h / wh, w / ww]`` with ``[wy, wx, wh, ww]``
-      the window ``attention_to_box(a)``; parts of the box outside the window fall outside
-      ``[0, 1]`` (not clipped). The window itself maps to ``[0, 0, 1, 1]``.
-    """
-    validate_boxes(box, "box")
-    xp = get_array_module(box, a)
-    win = attention_to_box(a, image_hw)
-    return xp.concatenate([(box[..., :2] - win[..., :2]) / win[..., 2:], box[..., 2:] / win[..., 2:]], axis=-1)
-
-
-def stride_to_sigma(gamma, coeffs=SIGMA_COEFFS):
+def stride_to_sigma(gamma, coeffs=SIGMA_COEFFS, sigma_min=SIGMA_MIN, fit_max=STRIDE_FIT_MAX):
     """Width of the Gaussians from the stride, and its derivative.
 
-    ``sigma = max(poly(gamma), SIGMA_MIN)`` with ``poly`` the polynomial ``coeffs`` (lowest
-    order first) for ``gamma <= STRIDE_FIT_MAX``; beyond the fitted range a 4th-order
-    polynomial extrapolates wildly, so there ``sigma = sigma(STRIDE_FIT_MAX) gamma / STRIDE_FIT_MAX``
+    ``sigma = max(poly(gamma), sigma_min)`` with ``poly`` the polynomial ``coeffs`` (lowest
+    order first) for ``gamma <= fit_max``; beyond the fitted range a 4th-order
+    polynomial extrapolates wildly, so there ``sigma = sigma(fit_max) gamma / fit_max``
     (the fit shows sigma ~ 0.39 gamma when zooming out). The paper's "variance depends solely
     on the stride" is kept one axis at a time: the reference fitted one 2-D surface over both
     strides; we use one 1-D polynomial for either axis, as the filterbank is separable and the
@@ -100,14 +72,14 @@ def stride_to_sigma(gamma, coeffs=SIGMA_COEFFS):
     Args: gamma ``(B,)`` strides in pixels. Returns ``(sigma (B,), dsigma_dgamma (B,))``.
     """
     xp = get_array_module(gamma)
-    g = xp.minimum(gamma, STRIDE_FIT_MAX)
+    g = xp.minimum(gamma, fit_max)
     p, dp = xp.full_like(g, coeffs[-1]), xp.zeros_like(g)
     for c in coeffs[-2::-1]:  # Horner's rule for the polynomial and its derivative
         dp = dp * g + p
         p = p * g + c
-    p_clamped = xp.maximum(p, SIGMA_MIN)
-    sigma = p_clamped * xp.maximum(gamma / STRIDE_FIT_MAX, 1.0)
-    dsigma = xp.where(gamma > STRIDE_FIT_MAX, p_clamped / STRIDE_FIT_MAX, xp.where(p > SIGMA_MIN, dp, 0.0))
+    p_clamped = xp.maximum(p, sigma_min)
+    sigma = p_clamped * xp.maximum(gamma / fit_max, 1.0)
+    dsigma = xp.where(gamma > fit_max, p_clamped / fit_max, xp.where(p > sigma_min, dp, 0.0))
     return sigma, dsigma
 
 
@@ -131,20 +103,24 @@ def filterbank_forward(mu, gamma, n_out, n_in, coeffs=SIGMA_COEFFS):
     """
     if mu.ndim != 1 or gamma.shape != mu.shape:
         raise ValueError(f"filterbank_forward: mu and gamma must both be (B,), got mu{mu.shape}, gamma{gamma.shape}")
+    A, z, sigma, dsigma = filterbank(mu, gamma, n_out, n_in, coeffs, SIGMA_MIN, STRIDE_FIT_MAX, EPS)
+    return A, FilterbankCache(A, z, sigma, dsigma)
+
+
+@fusable
+def filterbank(mu, gamma, n_out, n_in, coeffs, sigma_min, fit_max, eps):
+    """The work of :func:`filterbank_forward`: ``(A, z, sigma, dsigma)``, the constants passed in."""
     xp = get_array_module(mu, gamma)
-    if kernels.enabled(xp) and len(coeffs) == 5 and mu.dtype == gamma.dtype:  # GPU: one launch
-        A, z, sigma, dsigma = kernels.filterbank(mu, gamma, n_out, n_in, coeffs, SIGMA_MIN, STRIDE_FIT_MAX, EPS)
-        return A, FilterbankCache(A, z, sigma, dsigma)
-    sigma, dsigma = stride_to_sigma(gamma, coeffs)
+    sigma, dsigma = stride_to_sigma(gamma, coeffs, sigma_min, fit_max)
     dtype = sigma.dtype
     centres = mu[:, None] + gamma[:, None] * xp.arange(n_out, dtype=dtype)  # (B, n_out)
     pixels = xp.arange(n_in, dtype=dtype) + 0.5
     z = (pixels - centres[:, :, None]) / sigma[:, None, None]
     E = xp.exp(-0.5 * z * z)
-    A = E / (E.sum(axis=2, keepdims=True) + EPS)
-    return A, FilterbankCache(A, z, sigma, dsigma)
+    return E / (E.sum(axis=2, keepdims=True) + eps), z, sigma, dsigma
 
 
+@fusable
 def filterbank_backward(dA, cache: FilterbankCache):
     """Gradients of :func:`filterbank_forward` from the cache (nothing is recomputed).
 
@@ -153,12 +129,9 @@ def filterbank_backward(dA, cache: FilterbankCache):
     """
     A, z, sigma, dsigma = cache
     xp = get_array_module(dA)
-    if kernels.enabled(xp):  # on a GPU: the per-row sums below in one launch
-        qz, qzz = kernels.filterbank_backward(dA, A, z)
-    else:
-        # A = E / (S + eps): dE * E = A * (dA - sum_i dA A), which avoids keeping E and S
-        q = A * (dA - (dA * A).sum(axis=2, keepdims=True))
-        qz, qzz = (q * z).sum(axis=2), (q * z * z).sum(axis=2)
+    # A = E / (S + eps): dE * E = A * (dA - sum_i dA A), which avoids keeping E and S
+    q = A * (dA - (dA * A).sum(axis=2, keepdims=True))
+    qz, qzz = (q * z).sum(axis=2), (q * z * z).sum(axis=2)
     dcentre = qz / sigma[:, None]  # (B, n_out); dE/dcentre = E z / sigma
     dsig = qzz.sum(axis=1) / sigma  # dE/dsigma = E z^2 / sigma
     r = xp.arange(A.shape[1], dtype=dcentre.dtype)
@@ -230,18 +203,3 @@ def glimpse_backward(dg, cache: GlimpseCache, need_dx=True):
     da = xp.stack([dmu_y * H, dmu_x * W, (dgamma_y + 0.5 * dmu_y) * (H / h),
                    (dgamma_x + 0.5 * dmu_x) * (W / w)], axis=1)
     return dx, da
-
-
-@register("filterbank")
-def _case_filterbank(xp):
-    # strides below, inside and beyond the fitted range (STRIDE_FIT_MAX = 8), none at 8 itself
-    return dict(forward=lambda mu, gamma: filterbank_forward(mu, gamma, 5, 30), backward=filterbank_backward,
-                inputs=dict(mu=xp.asarray([1.3, 4.2, -2.1]), gamma=xp.asarray([0.6, 2.7, 9.5])))
-
-
-@register("glimpse")
-def _case_glimpse(xp):
-    g = np.random.default_rng(3)
-    a = np.array([[0.2, 0.1, 0.5, 0.7], [-0.1, 0.3, 1.1, 0.4]])  # zoom out / zoom in, partly outside
-    return dict(forward=lambda x, a: glimpse_forward(x, a, (4, 5)), backward=glimpse_backward,
-                inputs=dict(x=xp.asarray(g.standard_normal((2, 3, 9, 11))), a=xp.asarray(a)))

@@ -21,9 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minihart.backend import get_array_module
-from minihart.gradcheck import register
-from minihart.nn import kernels
+from minihart.backend import fusable, get_array_module
 
 
 def _is_int(v, low):
@@ -47,16 +45,7 @@ def _output_hw(fn, x, kh, kw, stride, pad, kname, shapes):
     return (hp - kh) // stride + 1, (wp - kw) // stride + 1
 
 
-def _pad(x, pad, value):
-    """``x: (N, C, H, W)`` surrounded by ``pad`` rows/columns of ``value``."""
-    if pad == 0:
-        return x
-    n, c, h, w = x.shape
-    out = get_array_module(x).full((n, c, h + 2 * pad, w + 2 * pad), value, dtype=x.dtype)
-    out[:, :, pad:pad + h, pad:pad + w] = x
-    return out
-
-
+@fusable
 def im2col(x, kh, kw, stride=1, pad=0, batch_inner=False):
     """Every ``kh x kw`` window of ``x`` as a column.
 
@@ -72,8 +61,6 @@ def im2col(x, kh, kw, stride=1, pad=0, batch_inner=False):
     """
     ho, wo = _output_hw("im2col", x, kh, kw, stride, pad, "kernel", f"x{x.shape}")
     xp = get_array_module(x)
-    if kernels.enabled(xp):  # on a GPU: one fused kernel (minihart.nn.kernels)
-        return kernels.im2col(x, kh, kw, stride, pad, ho, wo, batch_inner)
     n, c, h, w = x.shape
     hp, wp = h + 2 * pad, w + 2 * pad
     # the copies read (C, Hp, Wp, N) batch inner, else (N C, Hp, Wp): the same loop for both
@@ -86,6 +73,7 @@ def im2col(x, kh, kw, stride=1, pad=0, batch_inner=False):
     return cols if batch_inner else cols.reshape(n, c, kh, kw, ho, wo)
 
 
+@fusable
 def col2im(cols, x_shape, stride=1, pad=0, batch_inner=False):
     """Adjoint of :func:`im2col`: add every column entry back onto the pixel it came from.
 
@@ -94,8 +82,6 @@ def col2im(cols, x_shape, stride=1, pad=0, batch_inner=False):
     Returns: ``(N, C, H, W)``, the sum over all windows (the padding is cropped off).
     """
     xp = get_array_module(cols)
-    if kernels.enabled(xp):
-        return kernels.col2im(cols, x_shape, stride, pad, batch_inner)
     n, c, h, w = x_shape
     kh, kw, ho, wo = cols.shape[1:5] if batch_inner else cols.shape[2:]
     cols = cols if batch_inner else cols.reshape(n * c, kh, kw, ho, wo)  # as im2col's copies read
@@ -196,16 +182,13 @@ def maxpool2d_forward(x, size, stride, pad=0):
                          f"size // 2, got size={size!r}, pad={pad!r} (x{x.shape})")
     ho, wo = _output_hw("maxpool2d_forward", x, size, size, stride, pad, "size", f"x{x.shape}")
     xp = get_array_module(x)
-    xpad = _pad(x, pad, -np.inf)
+    xpad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf) if pad else x
     out, arg = None, xp.zeros(x.shape[:2] + (ho, wo), dtype=np.min_scalar_type(size * size - 1))
     for k in range(size * size):
         i, j = divmod(k, size)
         s = xpad[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
-        if out is None:
-            out = s.copy()
-            continue
-        arg = xp.where(s > out, k, arg)  # strict: an equal later value does not take over
-        out = xp.maximum(out, s)
+        arg = arg if out is None else xp.where(s > out, k, arg)  # strict: a later equal value does not win
+        out = s.copy() if out is None else xp.maximum(out, s)
     return out, PoolCache(x.shape, arg, size, stride, pad)
 
 
@@ -262,9 +245,13 @@ def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
     if x.ndim < 2 or not _is_int(size, 1) or not k > 0:
         raise ValueError(f"lrn_forward: x must be (N, C, ...), size a positive integer and k > 0, "
                          f"got x{x.shape}, size={size!r}, k={k!r}")
-    if kernels.enabled(get_array_module(x)):  # on a GPU: one fused kernel
-        y, s, s_pow = kernels.lrn(x, size, alpha, beta, k)
-        return y, LRNCache(x, s, s_pow, size, alpha, beta)
+    y, s, s_pow = lrn(x, size, alpha, beta, k)
+    return y, LRNCache(x, s, s_pow, size, alpha, beta)
+
+
+@fusable
+def lrn(x, size, alpha, beta, k):
+    """The work of :func:`lrn_forward`: ``y`` and what backward reads, ``s`` and ``s^-beta``."""
     s = _channel_window_sum(x * x, size // 2, (size - 1) // 2)
     s *= alpha / size  # in place: k + alpha/size * sum, without two more temporaries
     s += k
@@ -272,9 +259,10 @@ def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
     # s ** -beta without float32 pow (slow): AlexNet's beta = 3/4 is three square roots,
     # 3x faster again than exp(-beta log s)
     s_pow = 1 / (xp.sqrt(s) * xp.sqrt(xp.sqrt(s))) if beta == 0.75 else xp.exp(-beta * xp.log(s))
-    return x * s_pow, LRNCache(x, s, s_pow, size, alpha, beta)
+    return x * s_pow, s, s_pow
 
 
+@fusable
 def lrn_backward(dout, cache: LRNCache):
     """``dx[c] = dout[c] s[c]^-beta - 2 alpha beta / size * x[c] * sum_{c': c in window(c')}
     dout[c'] x[c'] s[c']^(-beta-1)``.
@@ -282,8 +270,6 @@ def lrn_backward(dout, cache: LRNCache):
     Args: dout (shape of x). Returns: dx (shape of x).
     """
     x, s, s_pow, size, alpha, beta = cache
-    if kernels.enabled(get_array_module(dout)):  # on a GPU: two fused kernels
-        return kernels.lrn_backward(dout, x, s, s_pow, size, alpha, beta)
     # the transposed window: channel c feeds the outputs c' in [c - (size-1)//2, c + size//2]
     g = dout * s_pow  # dL/dy * dy/dx through the numerator; reused below
     back = _channel_window_sum(g * x / s, (size - 1) // 2, size // 2)
@@ -291,42 +277,3 @@ def lrn_backward(dout, cache: LRNCache):
     back *= 2 * alpha * beta / size
     g -= back
     return g
-
-
-# --------------------------------------------------------------------------- gradient checks
-def _distinct(g, shape):
-    """Values 0.05 apart in random order: no ties, no kinks within a finite-difference step."""
-    return 0.05 * g.permutation(int(np.prod(shape))).reshape(shape) - 1.0
-
-
-@register("conv2d")
-def _case_conv2d(xp):
-    g = np.random.default_rng(4)
-    return dict(forward=conv2d_forward, backward=conv2d_backward,
-                inputs=dict(x=xp.asarray(g.standard_normal((2, 3, 5, 4))),
-                            w=xp.asarray(g.standard_normal((4, 3, 3, 2))),
-                            b=xp.asarray(g.standard_normal(4)), stride=1, pad=1))
-
-
-@register("conv2d_grouped")
-def _case_conv2d_grouped(xp):
-    g = np.random.default_rng(5)
-    return dict(forward=conv2d_forward, backward=conv2d_backward,
-                inputs=dict(x=xp.asarray(g.standard_normal((2, 4, 5, 7))),
-                            w=xp.asarray(g.standard_normal((6, 2, 3, 3))),
-                            b=xp.asarray(g.standard_normal(6)), stride=2, pad=1, groups=2))
-
-
-@register("maxpool2d")
-def _case_maxpool2d(xp):
-    g = np.random.default_rng(6)
-    return dict(forward=maxpool2d_forward, backward=maxpool2d_backward,
-                inputs=dict(x=xp.asarray(_distinct(g, (2, 2, 7, 5))), size=3, stride=2, pad=1))
-
-
-@register("lrn")
-def _case_lrn(xp):
-    g = np.random.default_rng(7)
-    # a large alpha so that the cross-channel term of the gradient matters
-    return dict(forward=lrn_forward, backward=lrn_backward,
-                inputs=dict(x=xp.asarray(g.standard_normal((2, 7, 3, 2))), size=5, alpha=2.0, beta=0.75, k=1.0))

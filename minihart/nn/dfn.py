@@ -22,7 +22,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minihart.gradcheck import register
 from minihart.nn.activations import elu_backward, elu_forward
 from minihart.nn.conv import col2im, im2col
 from minihart.nn.linear import affine_backward, affine_forward, init_affine
@@ -182,27 +181,3 @@ def init_dfn_params(rng, prefix, D, cin, cout, k, weight_factor=0.1, bias_factor
               _unit_scaling(rng, (D, n_ker), weight_factor), _unit_scaling(rng, (n_ker,), weight_factor),
               _unit_scaling(rng, (D, cout), bias_factor), _unit_scaling(rng, (cout,), bias_factor))
     return {prefix + key: a for key, a in zip(DFN_KEYS, arrays)}
-
-
-@register("dynamic_conv")
-def _case_dynamic_conv(xp):
-    g = np.random.default_rng(4)
-    return dict(forward=lambda x, w, b: dynamic_conv_forward(x, w, b, 1), backward=dynamic_conv_backward,
-                inputs=dict(x=xp.asarray(g.standard_normal((2, 3, 5, 4))),
-                            w=xp.asarray(g.standard_normal((2, 2, 3, 3, 3))),
-                            b=xp.asarray(g.standard_normal((2, 2)))))
-
-
-@register("dfn_filters")
-def _case_dfn_filters(xp):
-    g = np.random.default_rng(5)
-    params = {key: xp.asarray(v.astype(np.float64)) for key, v in init_dfn_params(g, "", 4, 2, 3, 3).items()}
-
-    def fwd(alpha, **p):
-        return dfn_filters_forward(alpha, p, 2, 3, 3)
-
-    def bwd(dout, cache):
-        dalpha, grads = dfn_filters_backward(dout, cache)
-        return {"alpha": dalpha, **grads}
-
-    return dict(forward=fwd, backward=bwd, inputs=dict(alpha=xp.asarray(g.standard_normal((3, 4))), **params))

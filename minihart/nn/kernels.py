@@ -1,27 +1,35 @@
 """Fused CuPy kernels: one GPU launch where the plain array code launches several.
 
 On a GPU every array operation is a kernel launch, and a small model like HART spends its
-time launching, not computing. Each function here computes in *one* CuPy
-``ElementwiseKernel`` exactly what a few lines of the plain path compute, and the op that owns
-those lines calls it when :func:`enabled` (CuPy arrays and ``MINIHART_FUSED`` not ``0``):
+time launching, not computing. Each function of :data:`FUSED` does in *one* CuPy
+``ElementwiseKernel`` (two for LRN's backward) the work of the op function of the same name,
+which is marked ``@fusable`` (:func:`minihart.backend.fusable`, the one door from the ops to
+this module): on CuPy arrays, and unless ``MINIHART_FUSED=0``, it runs instead of that function.
 
-* ``elu``, ``elu_backward``, ``sigmoid``, ``relu_backward``, ``sigmoid_backward``,
+* ``relu_backward``, ``elu``, ``elu_backward``, ``sigmoid``, ``sigmoid_backward``,
   ``tanh_backward``: :mod:`minihart.nn.activations`;
 * ``lstm_gates``, ``lstm_gates_backward``: the element-wise part of :mod:`minihart.nn.lstm`,
   eq. (5), zoneout included (the matrix products stay cuBLAS calls);
-* ``iou_nll``, ``attention_nll``: the per-step tracking (10) and attention (11) losses of
+* ``iou_nll``, ``attention_nll``: the per-box tracking (10) and attention (11) losses of
   :mod:`minihart.nn.losses` *and their gradients* in one pass;
 * ``im2col``, ``col2im``: :mod:`minihart.nn.conv`, one launch instead of one per kernel offset
   (121 for AlexNet's conv1); col2im gathers, so it needs no atomic adds; ``lrn``,
   ``lrn_backward``: one and two launches instead of about fourteen and ten;
 * ``filterbank``, ``filterbank_backward``: :mod:`minihart.nn.attention`, a Gaussian row per
   thread (sigma from the stride, the row, its normaliser): one launch for about twenty-five;
-* ``rmsprop``, ``adam``: :mod:`minihart.optim`, a parameter's whole update in one launch.
+* ``rmsprop_update``, ``adam_update``: :mod:`minihart.optim`, a parameter's update in one launch.
 
-The plain path is the twin: ``tests/test_kernels.py`` runs every op both ways on a GPU, and
-without one on ``tests/cupy_emulator.py`` (the bodies compiled as host C++); :func:`plain`
-switches the kernels off. Subgradients follow
-:mod:`minihart.boxes` (ties go to the first box, zero where a clip is active).
+A function returns ``NotImplemented`` for a case it does not take (sizes that do not fit, which
+the plain function then names in its error); the plain function runs instead. The plain code is
+the twin: ``tests/test_kernels.py`` runs every op both ways on a GPU, and without one on
+``tests/cupy_emulator.py`` (the bodies compiled as host C++); :func:`plain` switches the kernels
+off. Subgradients follow :mod:`minihart.boxes` (ties go to the first box, zero where a clip is
+active). This module imports nothing of minihart: the ops import it (through the dispatch),
+never the other way round.
+
+``cupy.fuse`` on the plain code was considered: the element-wise bodies here are one line
+each, the functions that need more take caches or write several outputs (which ``cupy.fuse``
+does not), and a fused Python function could not be compiled or counted without a GPU.
 """
 from __future__ import annotations
 
@@ -205,9 +213,12 @@ SPECS = {  # name: (inputs, outputs, body)
 }
 
 
-def enabled(xp) -> bool:
-    """True when ops should call the fused kernels: CuPy arrays and ``MINIHART_FUSED != 0``."""
-    return _ON[0] and xp is not np
+def run(name, *args, **kwargs):
+    """The fused version of the op function ``name`` on CuPy arguments, or ``NotImplemented``
+    (switched off, no fused version, or a case it does not take): called by
+    :func:`minihart.backend.fusable`."""
+    fn = FUSED.get(name) if _ON[0] else None
+    return NotImplemented if fn is None else fn(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -232,92 +243,114 @@ def _t(like, v):
     return v if hasattr(v, "shape") else like.dtype.type(v)
 
 
-def elu(x, alpha):
+def _ints(*values):
+    return tuple(np.int32(v) for v in values)
+
+
+# ----------------------------------------------------------------------------- activations
+def relu_backward(dout, cache):
+    return kernel("relu_backward")(dout, cache.x)
+
+
+def elu(x, alpha=1.0):
     return kernel("elu")(x, _t(x, alpha))
 
 
-def elu_backward(dout, x, alpha):
-    return kernel("elu_backward")(dout, x, _t(dout, alpha))
+def elu_backward(dout, cache, alpha=1.0):
+    return kernel("elu_backward")(dout, cache.x, _t(dout, alpha))
 
 
-def lstm_gates(a, c_prev, h_prev, m_h, m_c):
-    """Gate activations, the new cell and the zoned-out state from ``a (B, 4H)``.
-    Returns ``(i, f, o, g, tanh(c_new), h, c)``, each ``(B, H)``."""
+def sigmoid(x):
+    return kernel("sigmoid")(x)
+
+
+def sigmoid_backward(dout, cache):
+    return kernel("sigmoid_backward")(dout, cache.y)
+
+
+def tanh_backward(dout, cache):
+    return kernel("tanh_backward")(dout, cache.y)
+
+
+# ----------------------------------------------------------------------------- lstm
+def lstm_gates(a, h_prev, c_prev, m_h, m_c):
     return kernel("lstm_gates")(a, c_prev, h_prev, _t(a, m_h), _t(a, m_c), np.int32(c_prev.shape[1]))
 
 
-def lstm_gates_backward(dh, dc, i, f, o, g, tc, c_prev, m_h, m_c):
-    """Returns ``(da (B, 4H), m_h * dh, dc_prev)`` (``dh_prev`` adds ``da @ Wh.T``)."""
+def lstm_gates_backward(dh, dc, cache):
     import cupy  # noqa: PLC0415
     B, H = dh.shape
-    da = cupy.empty((B, 4 * H), dh.dtype)
-    out = (da, cupy.empty_like(dh), cupy.empty_like(dh))
-    return kernel("lstm_gates_backward")(dh, dc, i, f, o, g, tc, c_prev, _t(dh, m_h), _t(dh, m_c),
-                                         np.int32(H), *out)
+    out = (cupy.empty((B, 4 * H), dh.dtype), cupy.empty_like(dh), cupy.empty_like(dh))
+    return kernel("lstm_gates_backward")(dh, dc, cache.i, cache.f, cache.o, cache.g, cache.tc, cache.c_prev,
+                                         _t(dh, cache.m_h), _t(dh, cache.m_c), np.int32(H), *out)
 
 
-def im2col(x, kh, kw, stride, pad, ho, wo, batch_inner):
-    """:func:`minihart.nn.conv.im2col` in one kernel (the sizes already checked there)."""
+# ----------------------------------------------------------------------------- conv
+def _fits(size, k, stride, pad):
+    ok = all(isinstance(v, (int, np.integer)) for v in (k, stride, pad)) and stride >= 1 and pad >= 0
+    return ok and size + 2 * pad >= k and (size + 2 * pad - k) % stride == 0
+
+
+def im2col(x, kh, kw, stride=1, pad=0, batch_inner=False):
     import cupy  # noqa: PLC0415
+    if x.ndim != 4 or not (_fits(x.shape[2], kh, stride, pad) and _fits(x.shape[3], kw, stride, pad)):
+        return NotImplemented  # the plain function names what does not fit
     N, C, H, W = x.shape
+    ho, wo = (H + 2 * pad - kh) // stride + 1, (W + 2 * pad - kw) // stride + 1
     col = cupy.empty((C, kh, kw, ho, wo, N) if batch_inner else (N, C, kh, kw, ho, wo), x.dtype)
-    return kernel("im2col")(x, *(np.int32(v) for v in (N, C, H, W, kh, kw, ho, wo, stride, pad)),
-                            np.bool_(batch_inner), col)
+    return kernel("im2col")(x, *_ints(N, C, H, W, kh, kw, ho, wo, stride, pad), np.bool_(batch_inner), col)
 
 
-def col2im(cols, x_shape, stride, pad, batch_inner):
-    """:func:`minihart.nn.conv.col2im` in one kernel: ``(N, C, H, W)``."""
+def col2im(cols, x_shape, stride=1, pad=0, batch_inner=False):
     import cupy  # noqa: PLC0415
     N, C, H, W = x_shape
     kh, kw, ho, wo = cols.shape[1:5] if batch_inner else cols.shape[2:]
     img = cupy.empty(tuple(x_shape), cols.dtype)
-    return kernel("col2im")(cols, *(np.int32(v) for v in (N, C, H, W, kh, kw, ho, wo, stride, pad)),
-                            np.bool_(batch_inner), img)
+    return kernel("col2im")(cols, *_ints(N, C, H, W, kh, kw, ho, wo, stride, pad), np.bool_(batch_inner), img)
 
 
 def lrn(x, size, alpha, beta, k):
-    """``(y, s, s ** -beta)`` of :func:`minihart.nn.conv.lrn_forward`, each of the shape of x."""
     import cupy  # noqa: PLC0415
     out = tuple(cupy.empty_like(x) for _ in range(3))
     rest = int(np.prod(x.shape[2:]))
-    return kernel("lrn")(x, np.int32(x.shape[1]), np.int32(rest), np.int32(size // 2), np.int32((size - 1) // 2),
-                         _t(x, alpha / size), _t(x, k), _t(x, beta), *out)
+    return kernel("lrn")(x, *_ints(x.shape[1], rest, size // 2, (size - 1) // 2), _t(x, alpha / size), _t(x, k),
+                         _t(x, beta), *out)
 
 
-def lrn_backward(dout, x, s, s_pow, size, alpha, beta):
-    """dx of :func:`minihart.nn.conv.lrn_backward`."""
+def lrn_backward(dout, cache):
+    x, s, s_pow, size, alpha, beta = cache
     t = kernel("lrn_t")(dout, s_pow, x, s)
     rest = int(np.prod(x.shape[2:]))
-    return kernel("lrn_backward")(t, dout, x, s_pow, np.int32(x.shape[1]), np.int32(rest), np.int32((size - 1) // 2),
-                                  np.int32(size // 2), _t(x, 2 * alpha * beta / size))
+    return kernel("lrn_backward")(t, dout, x, s_pow, *_ints(x.shape[1], rest, (size - 1) // 2, size // 2),
+                                  _t(x, 2 * alpha * beta / size))
 
 
+# ----------------------------------------------------------------------------- attention
 def filterbank(mu, gamma, n_out, n_in, coeffs, sigma_min, fit_max, eps):
-    """``(A, z, sigma, dsigma)`` of :func:`minihart.nn.attention.filterbank_forward` for a
-    polynomial of degree 4 (five ``coeffs``)."""
     import cupy  # noqa: PLC0415
+    if len(coeffs) != 5 or mu.dtype != gamma.dtype:  # the kernel's polynomial has degree 4
+        return NotImplemented
     B, dtype = mu.shape[0], mu.dtype
     A, z = cupy.empty((B, n_out, n_in), dtype), cupy.empty((B, n_out, n_in), dtype)
     sigma, dsigma = cupy.empty(B, dtype), cupy.empty(B, dtype)
-    kernel("filterbank")(mu, gamma, *(_t(mu, c) for c in coeffs), np.int32(n_out), np.int32(n_in),
-                         _t(mu, sigma_min), _t(mu, fit_max), _t(mu, eps), cupy.empty((B, n_out), dtype), A, z,
-                         sigma, dsigma)
+    kernel("filterbank")(mu, gamma, *(_t(mu, c) for c in coeffs), *_ints(n_out, n_in), _t(mu, sigma_min),
+                         _t(mu, fit_max), _t(mu, eps), cupy.empty((B, n_out), dtype), A, z, sigma, dsigma)
     return A, z, sigma, dsigma
 
 
-def filterbank_backward(dA, A, z):
-    """Per row ``(B, n_out)``: ``sum_j q z`` and ``sum_j q z^2`` with ``q = A (dA - sum_j dA A)``."""
+def filterbank_backward(dA, cache):
     import cupy  # noqa: PLC0415
-    out = (cupy.empty(A.shape[:2], A.dtype), cupy.empty(A.shape[:2], A.dtype))  # all inputs raw: size from these
-    return kernel("filterbank_backward")(dA, A, z, np.int32(A.shape[2]), *out)
+    A, z, sigma, dsigma = cache
+    # per row, sum_j q z and sum_j q z^2 with q = A (dA - sum_j dA A); the rest as the plain code
+    qz, qzz = kernel("filterbank_backward")(dA, A, z, np.int32(A.shape[2]),
+                                            cupy.empty(A.shape[:2], A.dtype), cupy.empty(A.shape[:2], A.dtype))
+    dcentre = qz / sigma[:, None]
+    dsig = qzz.sum(axis=1) / sigma
+    r = cupy.arange(A.shape[1], dtype=dcentre.dtype)
+    return dcentre.sum(axis=1), dcentre @ r + dsig * dsigma
 
 
-def optimizer_update(name, g, scalars, *state):
-    """One optimiser step in place: ``state`` the slots and the parameter, last (``rmsprop``:
-    ms, mom, p; ``adam``: m, v, p); ``scalars`` the hyper-parameters in the kernel's order."""
-    kernel(name)(g, *(_t(g, v) for v in scalars), *state)
-
-
+# ----------------------------------------------------------------------------- losses, optimisers
 def _box_loss(name, a, b, w, *scalars):
     import cupy  # noqa: PLC0415
     da = cupy.empty(a.shape, a.dtype)
@@ -326,11 +359,22 @@ def _box_loss(name, a, b, w, *scalars):
 
 
 def iou_nll(pred, target, w, eps):
-    """``w * -log(clip(IoU(pred, target), eps, 1))`` per box ``(...)`` and its gradient
-    ``d/dpred (..., 4)``: the tracking loss, eq. (10), before the sum."""
     return _box_loss("iou_nll", pred, target, w, eps)
 
 
 def attention_nll(att, target, w, eps, image_hw):
-    """The attention loss of eq. (11) per box ``(...)`` and its gradient ``d/datt (..., 4)``."""
     return _box_loss("attention_nll", att, target, w, eps, *image_hw)
+
+
+def rmsprop_update(g, ms, mom, p, rho, momentum, lr, eps):
+    kernel("rmsprop")(g, *(_t(g, v) for v in (rho, 1 - rho, momentum, lr, eps)), ms, mom, p)
+
+
+def adam_update(g, m, v, p, beta1, beta2, lr_t, eps):
+    kernel("adam")(g, *(_t(g, s) for s in (beta1, 1 - beta1, beta2, 1 - beta2, lr_t, eps)), m, v, p)
+
+
+FUSED = {f.__name__: f for f in (
+    relu_backward, elu, elu_backward, sigmoid, sigmoid_backward, tanh_backward, lstm_gates, lstm_gates_backward,
+    im2col, col2im, lrn, lrn_backward, filterbank, filterbank_backward, iou_nll, attention_nll, rmsprop_update,
+    adam_update)}

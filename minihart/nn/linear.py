@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from minihart.gradcheck import register
+import numpy as np
 
 
 class AffineCache(NamedTuple):
@@ -70,7 +70,6 @@ def dropout_backward(dout, cache: DropoutCache):
 
 def dropout_mask(rng, shape, p, xp=None):
     """A keep-mask ``(rng.random(shape) >= p)`` as float32, on the device of ``xp``."""
-    import numpy as np  # noqa: PLC0415
     if not 0.0 <= p < 1.0:  # p >= 1 would drop everything, and dropout_forward then refuses it
         raise ValueError(f"dropout_mask: p must be in [0, 1), got {p}")
     m = (rng.random(shape) >= p).astype(np.float32)
@@ -79,24 +78,5 @@ def dropout_mask(rng, shape, p, xp=None):
 
 def init_affine(rng, n_in, n_out, scale=None, dtype="float32"):
     """Glorot-uniform weights ``(n_in, n_out)`` and zero bias, as NumPy arrays."""
-    import numpy as np  # noqa: PLC0415
     s = scale if scale is not None else np.sqrt(6.0 / (n_in + n_out))
     return (rng.uniform(-s, s, (n_in, n_out)).astype(dtype), np.zeros(n_out, dtype))
-
-
-@register("affine")
-def _case_affine(xp):
-    import numpy as np  # noqa: PLC0415
-    g = np.random.default_rng(1)
-    return dict(forward=affine_forward, backward=affine_backward,
-                inputs=dict(x=xp.asarray(g.standard_normal((3, 2, 5))), W=xp.asarray(g.standard_normal((5, 4))),
-                            b=xp.asarray(g.standard_normal(4))))
-
-
-@register("dropout")
-def _case_dropout(xp):
-    import numpy as np  # noqa: PLC0415
-    g = np.random.default_rng(2)
-    x = xp.asarray(g.standard_normal((4, 7)))
-    return dict(forward=lambda x, mask: dropout_forward(x, mask, 0.25), backward=dropout_backward,
-                inputs=dict(x=x, mask=xp.asarray(dropout_mask(g, (4, 7), 0.25))), wrt=["x"])

@@ -20,13 +20,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
-from minihart.backend import get_array_module
-from minihart.boxes import (_overlapping_pairs, area, intersection_backward, intersection_forward,
-                            iou_backward, iou_forward)
-from minihart.gradcheck import register
-from minihart.nn import kernels
+from minihart.backend import fusable, get_array_module
+from minihart.boxes import area, intersection_backward, intersection_forward, iou_backward, iou_forward
 from minihart.nn.activations import sigmoid
 
 
@@ -53,40 +48,35 @@ def _check_boxes(fn, **boxes):
         raise ValueError(f"{fn}: boxes must share one shape (..., 4), got {shapes}")
 
 
-class ScaledCache(NamedTuple):
-    dterm: object   # d loss / d (per-step term), presence weights included
-    cache: object   # cache of the box op the term came from
+class BoxLossCache(NamedTuple):
+    grad: object   # d loss / d boxes (..., 4), presence weights included
 
 
 def tracking_loss_forward(pred, target, presence, eps=1e-4):
     """Tracking loss, eq. (10): mean over present steps of ``-log(clip(IoU(pred, target), eps, 1))``.
 
     Args: pred, target ``(B, T, 4)`` boxes in pixels (any leading dims); presence ``(B, T)``.
-    Returns: loss ``()`` and a :class:`ScaledCache`. Disjoint or degenerate predictions give
-    ``-log(eps)``, never inf.
+    Returns: loss ``()`` and a :class:`BoxLossCache`: the gradient is computed with the loss
+    (a few numbers per box; on a GPU one fused kernel does both). Disjoint or degenerate
+    predictions give ``-log(eps)``, never inf.
     """
     _check_boxes("tracking_loss_forward", pred=pred, target=target)
     w = _presence_weights(presence, pred.shape[:-1], pred.dtype, "tracking_loss_forward")
-    if kernels.enabled(get_array_module(pred)):  # on a GPU: IoU, -log and d/dpred in one kernel
-        loss, dpred = kernels.iou_nll(pred, target, w, eps)
-        return loss.sum(), ScaledCache(dpred, None)
+    loss, dpred = iou_nll(pred, target, w, eps)
+    return loss.sum(), BoxLossCache(dpred)
+
+
+@fusable
+def iou_nll(pred, target, w, eps):
+    """Per box ``w * -log(clip(IoU(pred, target), eps, 1))`` ``(...)`` and its gradient ``(..., 4)``."""
     iou, icache = iou_forward(pred, target)
     nll, dnll = _neg_log_clip(iou, eps)
-    return (nll * w).sum(), ScaledCache(dnll * w, icache)
+    return nll * w, iou_backward(dnll * w, icache)[0]
 
 
-def tracking_loss_backward(dloss, cache: ScaledCache):
+def tracking_loss_backward(dloss, cache: BoxLossCache):
     """Returns ``dpred (B, T, 4)`` of :func:`tracking_loss_forward` (zero at absent steps)."""
-    if cache.cache is None:  # the fused kernel's gradient
-        return dloss * cache.dterm
-    return iou_backward(dloss * cache.dterm, cache.cache)[0]
-
-
-class AttentionLossCache(NamedTuple):
-    dcover: object        # d loss / d intersection(att, target), weights and 1/area included
-    inter_cache: object
-    dframe_iou: object    # d loss / d IoU(att, frame)
-    iou_cache: object
+    return dloss * cache.grad
 
 
 def attention_loss_forward(att, target, presence, image_hw, eps=1e-4):
@@ -105,14 +95,18 @@ def attention_loss_forward(att, target, presence, image_hw, eps=1e-4):
     Args: att ``(B, T, 4)`` attention windows as pixel boxes (``attention_to_box(a)``);
       target ``(B, T, 4)`` object boxes (absent steps may hold zero-size boxes);
       presence ``(B, T)``; image_hw ``(H, W)``.
-    Returns: loss ``()`` and an :class:`AttentionLossCache`.
+    Returns: loss ``()`` and a :class:`BoxLossCache` (the gradient, computed with the loss).
     """
     _check_boxes("attention_loss_forward", att=att, target=target)
-    xp = get_array_module(att)
     w = _presence_weights(presence, att.shape[:-1], att.dtype, "attention_loss_forward")
-    if kernels.enabled(xp):  # on a GPU: both terms and d/datt in one kernel
-        loss, datt = kernels.attention_nll(att, target, w, eps, image_hw)
-        return loss.sum(), ScaledCache(datt, None)
+    loss, datt = attention_nll(att, target, w, eps, image_hw)
+    return loss.sum(), BoxLossCache(datt)
+
+
+@fusable
+def attention_nll(att, target, w, eps, image_hw):
+    """Per box both terms of eq. (11) times ``w`` ``(...)``, and their gradient ``d/datt (..., 4)``."""
+    xp = get_array_module(att)
     inter, icache = intersection_forward(att, target)
     target_area = area(target)
     target_area = xp.where(target_area > 0, target_area, 1)  # zero-size targets: cover = 0
@@ -120,17 +114,13 @@ def attention_loss_forward(att, target, presence, image_hw, eps=1e-4):
     frame = xp.broadcast_to(xp.asarray([0, 0, image_hw[0], image_hw[1]], dtype=att.dtype), att.shape)
     frame_iou, fcache = iou_forward(att, frame)
     spill, dspill = _neg_log_clip(1 - frame_iou, eps)
-    loss = ((cover + spill) * w).sum()
-    return loss, AttentionLossCache(dcover * w / target_area, icache, -dspill * w, fcache)
+    datt = intersection_backward(dcover * w / target_area, icache)[0] - iou_backward(dspill * w, fcache)[0]
+    return (cover + spill) * w, datt
 
 
-def attention_loss_backward(dloss, cache: AttentionLossCache):
+def attention_loss_backward(dloss, cache: BoxLossCache):
     """Returns ``datt (B, T, 4)`` of :func:`attention_loss_forward`."""
-    if isinstance(cache, ScaledCache):  # the fused kernel's gradient
-        return dloss * cache.dterm
-    da_cover = intersection_backward(dloss * cache.dcover, cache.inter_cache)[0]
-    da_frame = iou_backward(dloss * cache.dframe_iou, cache.iou_cache)[0]
-    return da_cover + da_frame
+    return dloss * cache.grad
 
 
 def appearance_target(box, att_box, map_hw):
@@ -252,56 +242,3 @@ def adaptive_loss_backward(dtotal, cache: AdaptiveCache):
     """Returns ``(dterms, dv)``, each ``(K,)``: ``dterms = lambda``, ``dv = 2 v (L - 1/lambda)``."""
     terms, v, lam = cache
     return dtotal * lam, dtotal * 2 * v * (terms - 1 / lam)
-
-
-# --------------------------------------------------------------------------- gradient checks
-def _presence(g, shape):
-    p = (g.random(shape) < 0.7).astype(np.float64)
-    p.flat[0], p.flat[-1] = 1.0, 0.0  # at least one present and one absent step
-    return p
-
-
-@register("tracking_loss")
-def _case_tracking(xp):
-    g = np.random.default_rng(6)
-    pred, target = _overlapping_pairs(g, (2, 3))
-    return dict(forward=tracking_loss_forward, backward=tracking_loss_backward, wrt=["pred"],
-                inputs=dict(pred=xp.asarray(pred), target=xp.asarray(target),
-                            presence=xp.asarray(_presence(g, (2, 3)))))
-
-
-@register("attention_loss")
-def _case_attention(xp):
-    g = np.random.default_rng(7)
-    att, target = _overlapping_pairs(g, (2, 3))
-    shift = np.array([-1.5, -0.7]) - att[0, 0, :2]  # one pair moved past the top-left corner
-    att[0, 0, :2] += shift
-    target[0, 0, :2] += shift
-    return dict(forward=lambda att, target, presence: attention_loss_forward(att, target, presence, (15, 17)),
-                backward=attention_loss_backward, wrt=["att"],
-                inputs=dict(att=xp.asarray(att), target=xp.asarray(target),
-                            presence=xp.asarray(_presence(g, (2, 3)))))
-
-
-@register("appearance_loss")
-def _case_appearance(xp):
-    g = np.random.default_rng(8)
-    box, att_box = _overlapping_pairs(g, (2, 3))
-    target = appearance_target(xp.asarray(box), xp.asarray(att_box), (4, 5))
-    return dict(forward=appearance_loss_forward, backward=appearance_loss_backward, wrt=["logits"],
-                inputs=dict(logits=xp.asarray(2 * g.standard_normal((2, 3, 4, 5))), target=target,
-                            presence=xp.asarray(_presence(g, (2, 3)))))
-
-
-@register("l2")
-def _case_l2(xp):
-    g = np.random.default_rng(9)
-    return dict(forward=lambda W, b: l2_forward([W, b]), backward=l2_backward,
-                inputs=dict(W=xp.asarray(g.standard_normal((3, 4))), b=xp.asarray(g.standard_normal(5))))
-
-
-@register("adaptive_loss")
-def _case_adaptive(xp):
-    g = np.random.default_rng(10)
-    return dict(forward=adaptive_loss_forward, backward=adaptive_loss_backward,
-                inputs=dict(terms=xp.asarray(g.uniform(0.1, 3, 3)), v=xp.asarray(g.uniform(0.5, 1.5, 3))))

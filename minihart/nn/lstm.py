@@ -15,6 +15,9 @@ Output: our ``o_t`` is the zoned-out state ``h`` (one array for output and state
 reference's ZoneoutWrapper returns the cell's *un-zoned* ``h_new`` as the output and only the
 state is zoned out; the two agree when ``p_h = 0``. The reference also passes
 ``zoneout_prob=(p, 0.)`` against its state ``(c, h)``: it zones out only the cell, p_c = p, p_h = 0.
+
+HART runs the step inside its own loop over time (:mod:`minihart.model.hart`); a bare LSTM run
+over a whole sequence, for notebook 05, is :mod:`minihart.course.lstm`.
 """
 from __future__ import annotations
 
@@ -22,9 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minihart.backend import get_array_module
-from minihart.gradcheck import register
-from minihart.nn import kernels
+from minihart.backend import fusable, get_array_module
 from minihart.nn.activations import sigmoid
 
 
@@ -78,11 +79,16 @@ def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b, zh=None, zc=None, p_h=0.0, p
         raise ValueError(f"lstm_step_forward: h_prev{h_prev.shape} and c_prev{c_prev.shape} "
                          f"must be (B, H) = {(x.shape[0], H)}")
     m_h, m_c = _zone_mask(zh, p_h, h_prev, "zh"), _zone_mask(zc, p_c, c_prev, "zc")
-    xp = get_array_module(x)
-    a = x @ Wx + h_prev @ Wh + b
-    if kernels.enabled(xp):  # on a GPU: the element-wise rest in one fused kernel
-        i, f, o, g, tc, h, c = kernels.lstm_gates(a, c_prev, h_prev, m_h, m_c)
-        return (h, c), LSTMCache(x, h_prev, c_prev, Wx, Wh, i, f, o, g, tc, m_h, m_c)
+    i, f, o, g, tc, h, c = lstm_gates(x @ Wx + h_prev @ Wh + b, h_prev, c_prev, m_h, m_c)
+    return (h, c), LSTMCache(x, h_prev, c_prev, Wx, Wh, i, f, o, g, tc, m_h, m_c)
+
+
+@fusable
+def lstm_gates(a, h_prev, c_prev, m_h, m_c):
+    """The element-wise part of a step from ``a = x Wx + h_prev Wh + b`` ``(B, 4H)``: the gates
+    ``i, f, o, g``, ``tanh(c_new)`` and the zoned-out ``h, c``, each ``(B, H)``."""
+    xp = get_array_module(a)
+    H = h_prev.shape[1]
     i, f, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H])
     g = xp.tanh(a[:, 3 * H:])
     c_new = f * c_prev + i * g
@@ -90,7 +96,7 @@ def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b, zh=None, zc=None, p_h=0.0, p
     h_new = o * tc
     h = m_h * h_prev + (1 - m_h) * h_new
     c = m_c * c_prev + (1 - m_c) * c_new
-    return (h, c), LSTMCache(x, h_prev, c_prev, Wx, Wh, i, f, o, g, tc, m_h, m_c)
+    return i, f, o, g, tc, h, c
 
 
 def lstm_step_backward(dout, cache: LSTMCache):
@@ -99,73 +105,24 @@ def lstm_step_backward(dout, cache: LSTMCache):
     Args: dout ``(dh (B, H), dc (B, H))``, the gradients of the returned h and c.
     Returns: ``(dx (B, D), dh_prev (B, H), dc_prev (B, H), dWx (D, 4H), dWh (H, 4H), db (4H,))``.
     """
-    dh, dc = dout
-    x, h_prev, c_prev, Wx, Wh, i, f, o, g, tc, m_h, m_c = cache
+    da, dh_kept, dc_prev = lstm_gates_backward(*dout, cache)
+    x, h_prev, Wx, Wh = cache.x, cache.h_prev, cache.Wx, cache.Wh
+    return da @ Wx.T, dh_kept + da @ Wh.T, dc_prev, x.T @ da, h_prev.T @ da, da.sum(axis=0)
+
+
+@fusable
+def lstm_gates_backward(dh, dc, cache: LSTMCache):
+    """The element-wise part of the backward: ``da (B, 4H)``, the part ``m_h dh`` of ``dh_prev``
+    that skips the step (zoneout), and ``dc_prev``."""
     xp = get_array_module(dh)
-    if kernels.enabled(xp):
-        da, dh_keep, dc_prev = kernels.lstm_gates_backward(dh, dc, i, f, o, g, tc, c_prev, m_h, m_c)
-        return da @ Wx.T, dh_keep + da @ Wh.T, dc_prev, x.T @ da, h_prev.T @ da, da.sum(axis=0)
+    _, _, c_prev, _, _, i, f, o, g, tc, m_h, m_c = cache
     dh_new = (1 - m_h) * dh
     dc_new = (1 - m_c) * dc + dh_new * o * (1 - tc * tc)
     da = xp.concatenate([dc_new * g * i * (1 - i),           # i
                          dc_new * c_prev * f * (1 - f),      # f
                          dh_new * tc * o * (1 - o),          # o
                          dc_new * i * (1 - g * g)], axis=1)  # g
-    dh_prev = m_h * dh + da @ Wh.T
-    dc_prev = m_c * dc + dc_new * f
-    return da @ Wx.T, dh_prev, dc_prev, x.T @ da, h_prev.T @ da, da.sum(axis=0)
-
-
-class LSTMSeqCache(NamedTuple):
-    steps: list  # one LSTMCache per time step
-
-
-def lstm_forward(xs, h0, c0, params, zh=None, zc=None, p_h=0.0, p_c=0.0):
-    """Run :func:`lstm_step_forward` over a sequence.
-
-    Args:
-      xs: ``(B, T, D)`` inputs. h0, c0: ``(B, H)`` initial state.
-      params: dict with ``"Wx" (D, 4H)``, ``"Wh" (H, 4H)``, ``"b" (4H,)`` (:func:`init_lstm_params`).
-      zh, zc: ``(B, T, H)`` zoneout masks (training) or None (evaluation with p_h, p_c).
-    Returns:
-      ``(hs (B, T, H), (hT, cT))`` and an :class:`LSTMSeqCache` with every step's cache.
-    """
-    if xs.ndim != 3:
-        raise ValueError(f"lstm_forward: xs must be (B, T, D), got {xs.shape}")
-    B, T = xs.shape[:2]
-    for name, m in (("zh", zh), ("zc", zc)):
-        if m is not None and (m.ndim != 3 or m.shape[:2] != (B, T)):
-            raise ValueError(f"lstm_forward: mask {name}{m.shape} must be (B, T, H) with (B, T) = {(B, T)}")
-    xp = get_array_module(xs)
-    h, c, hs, steps = h0, c0, [], []
-    for t in range(T):
-        (h, c), cache = lstm_step_forward(xs[:, t], h, c, params["Wx"], params["Wh"], params["b"],
-                                          None if zh is None else zh[:, t], None if zc is None else zc[:, t],
-                                          p_h, p_c)
-        hs.append(h)
-        steps.append(cache)
-    return (xp.stack(hs, axis=1), (h, c)), LSTMSeqCache(steps)
-
-
-def lstm_backward(dout, cache: LSTMSeqCache):
-    """Backpropagation through time for :func:`lstm_forward`.
-
-    Args: dout ``dhs (B, T, H)``, or ``(dhs, (dhT, dcT))`` adding gradients of the final state
-      (either may be None).
-    Returns: ``(dxs (B, T, D), dh0 (B, H), dc0 (B, H), dWx, dWh, db)``, the parameter gradients
-      summed over time.
-    """
-    dhs, final = dout if isinstance(dout, tuple) else (dout, None)
-    dh, dc = final if final is not None else (None, None)
-    xp = get_array_module(dhs)
-    dh = xp.zeros_like(dhs[:, 0]) if dh is None else dh
-    dc = xp.zeros_like(dhs[:, 0]) if dc is None else dc
-    dxs, dWx, dWh, db = [], 0, 0, 0
-    for t in reversed(range(len(cache.steps))):
-        dx, dh, dc, gWx, gWh, gb = lstm_step_backward((dh + dhs[:, t], dc), cache.steps[t])
-        dxs.append(dx)
-        dWx, dWh, db = dWx + gWx, dWh + gWh, db + gb
-    return xp.stack(dxs[::-1], axis=1), dh, dc, dWx, dWh, db
+    return da, m_h * dh, m_c * dc + dc_new * f
 
 
 def zoneout_masks(rng, shape, p, xp=None):
@@ -196,35 +153,3 @@ def init_lstm_params(rng, D, H):
     b = np.zeros(4 * H)
     b[H:2 * H] = 1.0
     return {"Wx": Wx.astype(np.float32), "Wh": Wh.astype(np.float32), "b": b.astype(np.float32)}
-
-
-def _lstm_case_inputs(g, xp, shape_x, B, H, masks_shape):
-    """float64 inputs; parameters perturbed from their init so no gate sits at a round value."""
-    p = {k: v.astype(np.float64) + 0.3 * g.standard_normal(v.shape)
-         for k, v in init_lstm_params(g, shape_x[-1], H).items()}
-    arrays = dict(x=g.standard_normal(shape_x), h0=g.standard_normal((B, H)), c0=g.standard_normal((B, H)), **p,
-                  zh=zoneout_masks(g, masks_shape, 0.3), zc=zoneout_masks(g, masks_shape, 0.3))
-    return {k: xp.asarray(v) for k, v in arrays.items()}
-
-
-@register("lstm_step")
-def _case_lstm_step(xp):
-    g = np.random.default_rng(6)
-
-    def fwd(x, h0, c0, Wx, Wh, b, zh, zc):
-        return lstm_step_forward(x, h0, c0, Wx, Wh, b, zh, zc)
-
-    return dict(forward=fwd, backward=lstm_step_backward, inputs=_lstm_case_inputs(g, xp, (3, 4), 3, 3, (3, 3)),
-                wrt=["x", "h0", "c0", "Wx", "Wh", "b"])
-
-
-@register("lstm_sequence")
-def _case_lstm_sequence(xp):
-    g = np.random.default_rng(7)
-
-    def fwd(x, h0, c0, Wx, Wh, b, zh, zc):
-        return lstm_forward(x, h0, c0, dict(Wx=Wx, Wh=Wh, b=b), zh, zc)
-
-    return dict(forward=fwd, backward=lstm_backward,
-                inputs=_lstm_case_inputs(g, xp, (2, 4, 3), 2, 3, (2, 4, 3)),
-                wrt=["x", "h0", "c0", "Wx", "Wh", "b"])

@@ -1,22 +1,20 @@
 """Solutions to the exercises of notebook 03 (convolution from scratch).
 
-Run ``python tutorials/solutions/03_convolution.py`` from the repository root, or
-``%load solutions/03_convolution.py`` in a notebook cell.
+Each ``# %% Exercise k`` section answers exercise k: paste it into the exercise's cell (or
+``%load`` this file there) and run the check cell below it. The sections run in the notebook,
+after its own cells; CI runs every notebook with them in place (tests/test_course.py).
 """
-import sys
-from pathlib import Path
-from typing import NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+# %% Exercise 1
+# average pooling is the mean of each window's column; its adjoint spreads dout / size^2 back
+# over the window with col2im
+from typing import NamedTuple
 
 import numpy as np
 
-from minihart.gradcheck import check, rel_error
-from minihart.nn.conv import col2im, conv2d_backward, conv2d_forward, im2col, maxpool2d_forward
+from minihart.nn.conv import col2im, im2col
 
 
-# Exercise 1: average pooling = the mean of each window's column; its adjoint spreads
-# dout / size^2 back over the window with col2im.
 class AvgPoolCache(NamedTuple):
     x_shape: tuple
     size: int
@@ -35,12 +33,16 @@ def avgpool_backward(dout, cache):
     return col2im(np.ascontiguousarray(dcols), cache.x_shape, cache.stride, 0)
 
 
-# Exercise 2: out[n, f, r, q] = b[f] + sum_{c,i,j} w[f, c, i, j] xpad[n, c, r s + i, q s + j], so
-# dw[f, c, i, j] = sum_{n, r, q} dout[n, f, r, q] xpad[n, c, r s + i, q s + j].
+# %% Exercise 2
+# out[n, f, r, q] = b[f] + sum_{c,i,j} w[f, c, i, j] xpad[n, c, r s + i, q s + j], so
+# dw[f, c, i, j] = sum_{n, r, q} dout[n, f, r, q] xpad[n, c, r s + i, q s + j]
+import numpy as np
+
+
 def conv2d_dw_naive(x, dout, w_shape, stride, pad):
     xpad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     F, C, kh, kw = w_shape
-    N, _, Ho, Wo = dout.shape
+    _, _, Ho, Wo = dout.shape
     dw = np.zeros(w_shape)
     for f in range(F):
         for c in range(C):
@@ -51,27 +53,23 @@ def conv2d_dw_naive(x, dout, w_shape, stride, pad):
     return dw
 
 
-def main():
-    x = np.random.default_rng(1).standard_normal((2, 3, 7, 9))
-    print("exercise 1, average pooling:", check(lambda x: avgpool_forward(x, 3, 2), avgpool_backward, {"x": x}))
+# %% Exercise 3
+# a window of `size` fits with `stride` when stride divides H + 2 pad - size (and the window fits)
+import numpy as np
 
-    rng = np.random.default_rng(2)
-    x, w, b = rng.standard_normal((2, 3, 7, 5)), rng.standard_normal((4, 3, 3, 3)), np.zeros(4)
-    out, cache = conv2d_forward(x, w, b, 2, 1)
-    dout = rng.standard_normal(out.shape)
-    print("exercise 2, dw by loops vs conv2d_backward:",
-          rel_error(conv2d_dw_naive(x, dout, w.shape, 2, 1), conv2d_backward(dout, cache)[1]))
-
-    m = np.zeros((1, 1, 56, 56))
-    for pad in (0, 1):
-        try:
-            maxpool2d_forward(m, 3, 2, pad)
-            print(f"exercise 3: pad {pad} works")
-        except ValueError as exc:
-            print(f"exercise 3: pad {pad}: {exc}")
-    print("   H + 2 pad - 3 must be even, i.e. H odd: no padding <= 1 fits 56. AlexNet's 55 -> 27 -> 13 are")
-    print("   all odd: (55 - 3) / 2 + 1 = 27, (27 - 3) / 2 + 1 = 13. minihart's KITTI V1 skips the pools.")
+from minihart.nn.conv import maxpool2d_forward
 
 
-if __name__ == "__main__":
-    main()
+def pool_output_size(H, size, stride, pad):
+    if H + 2 * pad < size or (H + 2 * pad - size) % stride:
+        return None
+    return (H + 2 * pad - size) // stride + 1
+
+
+pads_for_56 = [pad for pad in (0, 1) if pool_output_size(56, 3, 2, pad) is not None]
+try:
+    maxpool2d_forward(np.zeros((1, 1, 56, 56)), 3, 2, 0)
+except ValueError as exc:
+    print("ValueError:", exc)
+print("paddings that fit 56 x 56:", pads_for_56, "- 56 + 2 pad - 3 is odd for every pad. AlexNet's maps are odd:",
+      [55, pool_output_size(55, 3, 2, 0), pool_output_size(27, 3, 2, 0)])

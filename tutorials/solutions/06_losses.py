@@ -1,80 +1,80 @@
 """Solutions to the exercises of notebook 06 (the losses, eqs. 9-12).
 
-Run ``python tutorials/solutions/06_losses.py`` from the repository root, or
-``%load solutions/06_losses.py`` in a notebook cell.
+Each ``# %% Exercise k`` section answers exercise k: paste it into the exercise's cell (or
+``%load`` this file there) and run the check cell below it. The sections run in the notebook,
+after its own cells; CI runs every notebook with them in place (tests/test_course.py).
 """
-import sys
-from pathlib import Path
-from typing import NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+# %% Exercise 1
+# an L1 box loss: the mean over boxes of sum_k |pred_k - target_k|; d|d|/dd = sign(d)
+from typing import NamedTuple
 
 import numpy as np
 
-from minihart.gradcheck import check
-from minihart.nn import losses as L
 
-
-# Exercise 1: an L1 box loss, mean over boxes of sum_k |pred_k - target_k|.
 class L1Cache(NamedTuple):
     sign: object
-    n: int
+    n_boxes: int
 
 
 def l1_forward(pred, target):
     d = pred - target
-    n = d.size // 4
-    return np.abs(d).sum() / n, L1Cache(np.sign(d), n)
+    n_boxes = d.size // 4
+    return np.abs(d).sum() / n_boxes, L1Cache(np.sign(d), n_boxes)
 
 
 def l1_backward(dloss, cache):
-    return dloss * cache.sign / cache.n
+    return dloss * cache.sign / cache.n_boxes
 
 
-# Exercise 2: the regulariser as printed, R = -sum log(1 / lambda) = +sum log(lambda). In u = log(lambda)
-# the total is sum e^u L + u, whose derivative e^u L + 1 is always positive: u falls forever.
-# (Descending on v with lambda = v^2 works too but needs tiny steps: the gradient 2 v (L + 1 / lambda)
-# explodes as lambda -> 0.)
-def printed_sign(terms, steps=200, lr=0.1):
-    u, history = np.zeros(len(terms)), []
-    for _ in range(steps):
-        lam = np.exp(u)
-        history.append((lam.copy(), float((lam * terms).sum() + u.sum())))
-        u -= lr * (lam * terms + 1)
-    return history
+print("L1 is not scale invariant: a 5 px error is huge for a 10 px box and nothing for a 300 px one; the IoU "
+      "measures the overlap relative to the boxes' size")
 
 
-# Exercise 3: constant predictions s = q on a map with 10 % object cells.
-def constant_prediction_losses(qs, frac=0.1, n=10):
-    target = np.zeros((1, 1, n, n))
-    target.flat[: int(frac * n * n)] = 1
-    plain, balanced = [], []
-    for q in qs:
-        plain.append(-(frac * np.log(q) + (1 - frac) * np.log(1 - q)))
-        logits = np.full(target.shape, np.log(q / (1 - q)))
-        balanced.append(float(L.appearance_loss_forward(logits, target, np.ones((1, 1)))[0]))
-    return np.array(plain), np.array(balanced)
+# %% Exercise 2
+# the regulariser as printed, R = -sum log(1 / lambda) = +sum log(lambda), lambda = v^2 + 1e-8:
+# d total / d v = 2 v (L + 1 / lambda) > 0 for v > 0, so every weight falls towards 0
+from typing import NamedTuple
+
+import numpy as np
 
 
-def main():
-    rng = np.random.default_rng(1)
-    target = rng.uniform(10, 50, (5, 4))
-    pred = target + rng.choice([-1, 1], (5, 4)) * rng.uniform(0.5, 3, (5, 4))
-    print("exercise 1, L1:", check(lambda pred: l1_forward(pred, target), l1_backward, {"pred": pred}))
-    print("   L1 is not scale invariant: a 5 px error is huge for a 10 px box and nothing for a 300 px one;")
-    print("   the IoU measures overlap relative to the boxes' size.")
-    history = printed_sign(np.array([0.25, 1.0, 3.0]))
-    print("exercise 2: printed sign, lambda after 10 / 50 / 200 steps:",
-          [h[0].round(4).tolist() for h in (history[9], history[49], history[-1])],
-          f"total {history[-1][1]:.1f}: every weight falls towards 0 and the total loss towards -inf,")
-    print("   so the losses stop mattering. With -sum log(lambda) the weights settle at 1 / L.")
-    qs = np.linspace(0.01, 0.99, 99)
-    plain, balanced = constant_prediction_losses(qs)
-    print(f"exercise 3: constant prediction minimising the plain cross-entropy q = {qs[plain.argmin()]:.2f} (the "
-          f"object fraction), the balanced loss q = {qs[balanced.argmin()]:.2f}. A lazy network predicting the base")
-    print("   rate everywhere does well on the plain loss; balancing makes the object cells count as much as")
-    print("   the background, so only a map that tells them apart lowers the loss.")
+class PrintedCache(NamedTuple):
+    terms: object
+    v: object
+    lam: object
 
 
-if __name__ == "__main__":
-    main()
+def printed_forward(terms, v):
+    lam = v * v + 1e-8
+    return (lam * terms).sum() + np.log(lam).sum(), PrintedCache(terms, v, lam)
+
+
+def printed_backward(dtotal, cache):
+    return dtotal * cache.lam, dtotal * 2 * cache.v * (cache.terms + 1 / cache.lam)
+
+
+terms, v, lams = np.array([0.25, 1.0, 3.0]), np.ones(3), []
+for step in range(150 if MINIHART_FAST else 400):
+    total, cache = printed_forward(terms, v)
+    lams.append(cache.lam.copy())
+    v -= 0.02 * printed_backward(1.0, cache)[1]
+print("as printed, lambda after", len(lams), "steps:", lams[-1].round(4), f"total {float(total):.1f}: the weights fall "
+      "towards 0 and the total towards -inf, so the losses stop mattering; with -sum log(lambda) they settle at 1 / L")
+
+
+# %% Exercise 3
+# constant predictions s = q on a map whose object covers 10 % of the cells
+import numpy as np
+
+from minihart.nn.losses import appearance_loss_forward
+
+target = np.zeros((1, 1, 10, 10))
+target.flat[:10] = 1
+qs = np.linspace(0.01, 0.99, 99)
+plain = -(0.1 * np.log(qs) + 0.9 * np.log(1 - qs))
+balanced = [float(appearance_loss_forward(np.full(target.shape, np.log(q / (1 - q))), target, np.ones((1, 1)))[0])
+            for q in qs]
+q_plain, q_balanced = float(qs[np.argmin(plain)]), float(qs[np.argmin(balanced)])
+print(f"plain cross-entropy smallest at q = {q_plain:.2f} (the object's share), balanced at q = {q_balanced:.2f}: a lazy "
+      "network predicting the base rate does well on the plain loss; balancing makes the object count as much")

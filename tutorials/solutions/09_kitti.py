@@ -1,31 +1,72 @@
 """Solutions to the exercises of notebook 09 (the KITTI preset, AlexNet, timings).
 
-Run ``python tutorials/solutions/09_kitti.py`` from the repository root, or
-``%load solutions/09_kitti.py`` in a notebook cell.
+Each ``# %% Exercise k`` section answers exercise k: paste it into the exercise's cell (or
+``%load`` this file there) and run the check cell below it. The sections run in the notebook,
+after its own cells; CI runs every notebook with them in place (tests/test_course.py).
 """
-import os
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+# %% Exercise 1
+# the paper's text taken literally: conv1 at stride 1 ("SAME" padding 5) and one 2 x 2 max-pool
+# (paper_text_v1 of section 1)
+import time
 
 import numpy as np
 
-from minihart.bench import frame_flops
-from minihart.data import make_dataset
-from minihart.model import count_params, forward, hart, init_params, preset
-from minihart.model.config import ALEXNET_V1
+from minihart.model import count_params, forward, init_params, preset
 from minihart.model.params import v1_shapes
-from minihart.nn.attention import box_to_attention, glimpse_forward
+
+data = make_dataset("synthetic", split="test", flavour="kitti")
+batch = data.batch(np.random.default_rng(6), 1, 2)
+rows = {}
+for name, v1 in (("reference", ALEXNET_V1), ("paper's text", paper_text_v1)):
+    c = preset("kitti", v1=v1)
+    p = init_params(c, np.random.default_rng(0))
+    t0 = time.perf_counter()
+    forward(p, c, *batch)
+    rows[name] = (v1_shapes(c)[1], count_params(p), time.perf_counter() - t0)
+    print(f"{name:13s} V1 map {rows[name][0]}, {rows[name][1]['total']:,d} parameters, forward B=1 T=2 "
+          f"{rows[name][2]:.2f} s")
+paper_map_shape = rows["paper's text"][0]
+ref_counts, paper_counts = rows["reference"][1], rows["paper's text"][1]
+grown_blocks = {k for k in ref_counts if k != "total" and paper_counts[k] > ref_counts[k]}
+print("blocks that grow:", {k: (ref_counts[k], paper_counts[k]) for k in grown_blocks})
+print("convolution weights do not depend on the map's size; the layers that read the whole flattened map do: feat "
+      "(eq. 4) and the mask features. The time grows more: conv1 at stride 1 computes 16 times the positions")
+
+
+# %% Exercise 2
+# a grouped convolution is two convolutions on the two halves of the channels
+import numpy as np
+
 from minihart.nn.conv import conv2d_forward
 
-FAST = os.environ.get("MINIHART_FAST") == "1"
-REPEAT = 1 if FAST else 5
+
+def grouped_as_halves(x, w, b, pad):
+    C, F = x.shape[1], w.shape[0]
+    halves = [conv2d_forward(x[:, g * C // 2:(g + 1) * C // 2], w[g * F // 2:(g + 1) * F // 2],
+                             b[g * F // 2:(g + 1) * F // 2], 1, pad)[0] for g in range(2)]
+    return np.concatenate(halves, axis=1)
 
 
-def best_time(fn, repeat=REPEAT):
-    """Shortest of ``repeat`` runs after a warm-up, in seconds (the least disturbed by other work)."""
+ungrouped = list(ALEXNET_V1)
+ungrouped[3] = ("conv", 256, 5, 1, 2, 1)
+w1 = init_params(preset("kitti", v1=tuple(ungrouped)), np.random.default_rng(0))["v1.conv2.W"]
+w2 = init_params(preset("kitti"), np.random.default_rng(0))["v1.conv2.W"]
+print(f"conv2 W {w2.shape} grouped ({w2.size:,d} weights) against {w1.shape} ungrouped ({w1.size:,d}): half, as "
+      "each filter sees half the channels")
+
+
+# %% Exercise 3
+# the parts of one forward step, timed, and their FLOPs
+import time
+
+import numpy as np
+
+from minihart.model.flops import frame_flops
+from minihart.nn.attention import glimpse_forward
+
+
+def best_time(fn, repeat=1 if MINIHART_FAST else 5):
     fn()
     times = []
     for _ in range(repeat):
@@ -35,88 +76,19 @@ def best_time(fn, repeat=REPEAT):
     return min(times)
 
 
-def kitti_batch(B, T, seed=6):
-    data = make_dataset("synthetic", split="test", flavour="kitti")
-    return data.batch(np.random.default_rng(seed), B, T)
-
-
-# Exercise 1: the paper's text taken literally: conv1 at stride 1 ("SAME" padding 5), one max-pool
-# (2 x 2: minihart's max-pool needs the stride to divide the size; AlexNet's 3 x 3 would give 27 x 27).
-PAPER_V1 = (("conv", 96, 11, 1, 5, 1), ("relu",), ("lrn",), ("pool", 2, 2)) + ALEXNET_V1[3:]
-
-
-def compare_v1(batch):
-    rows = {}
-    for name, v1 in (("reference", ALEXNET_V1), ("paper's text", PAPER_V1)):
-        cfg = preset("kitti", v1=v1)
-        params = init_params(cfg, np.random.default_rng(0))
-        seconds = best_time(lambda: forward(params, cfg, *batch))
-        rows[name] = (v1_shapes(cfg)[1], count_params(params), seconds)
-    return rows
-
-
-# Exercise 2: a grouped convolution is two convolutions on the two halves of the channels.
-def grouped_equals_halves(rng):
-    x = rng.standard_normal((2, 96, 9, 9)).astype(np.float32)
-    w = rng.standard_normal((256, 48, 5, 5)).astype(np.float32)
-    b = rng.standard_normal(256).astype(np.float32)
-    grouped, _ = conv2d_forward(x, w, b, 1, 2, groups=2)
-    halves = [conv2d_forward(x[:, 48 * g:48 * (g + 1)], w[128 * g:128 * (g + 1)], b[128 * g:128 * (g + 1)], 1, 2)[0]
-              for g in range(2)]
-    return np.abs(grouped - np.concatenate(halves, axis=1)).max()
-
-
-# Exercise 3: the parts of one forward step.
-def step_parts(cfg, params, frames, boxes):
-    x, a = frames[:, 1], box_to_attention(boxes[:, 0], cfg.image_hw)
-    g, _ = glimpse_forward(x, a, cfg.glimpse_hw)
-    (a1, h, c), _ = hart.init_forward(params, cfg, frames[:, 0], boxes[:, 0])
-    return {"glimpse (eq. 2)": best_time(lambda: glimpse_forward(x, a, cfg.glimpse_hw)),
-            "V1 (AlexNet conv1-3)": best_time(lambda: hart._v1_forward(params, cfg, g)),
-            "whole step_forward": best_time(lambda: hart.step_forward(params, cfg, x, a1, h, c, h))}
-
-
-def main():
-    batch = kitti_batch(1, 2)
-    rows = compare_v1(batch)
-    print("exercise 1:")
-    for name, ((c, h, w), counts, seconds) in rows.items():
-        print(f"  {name:13s} V1 map {h} x {w} x {c}, {counts['total']:,d} parameters, forward B=1 T=2 {seconds:.2f} s")
-    ref, paper = rows["reference"][1], rows["paper's text"][1]
-    print("  blocks that grow:", {k: (ref[k], paper[k]) for k in ref if paper[k] != ref[k]})
-    print("  Convolution weights do not depend on the map's size (V1, ventral, DFN and the location map")
-    print("  keep their counts); the layers that read the whole flattened map do: feat (eq. 4) reads")
-    print("  5 x 28 x 28 instead of 5 x 14 x 14 values, and the mask features read 28 x 28. The forward")
-    print("  time grows more: conv1 at stride 1 computes 16 times as many positions, conv2-3 and the")
-    print("  dorsal stream 4 times (28^2 / 14^2).")
-
-    ungrouped = list(ALEXNET_V1)
-    ungrouped[3] = ("conv", 256, 5, 1, 2, 1)
-    p1 = init_params(preset("kitti", v1=tuple(ungrouped)), np.random.default_rng(0))
-    p2 = init_params(preset("kitti"), np.random.default_rng(0))
-    print(f"exercise 2: conv2 W {p2['v1.conv2.W'].shape} grouped ({p2['v1.conv2.W'].size:,d} weights) vs "
-          f"{p1['v1.conv2.W'].shape} ungrouped ({p1['v1.conv2.W'].size:,d}): half, as each filter sees half "
-          "the channels.")
-    print(f"  max |grouped conv - two halves concatenated| = {grouped_equals_halves(np.random.default_rng(0)):.1e}")
-
-    cfg = preset("kitti")
-    params = init_params(cfg, np.random.default_rng(0))
-    frames, boxes, _ = kitti_batch(2, 2)
-    parts = step_parts(cfg, params, frames, boxes)
-    flops = frame_flops(cfg, cfg.image_hw)
-    print("exercise 3 (B = 2, best of runs):")
-    for name, seconds in parts.items():
-        print(f"  {name:22s} {1e3 * seconds:7.1f} ms")
-    whole = parts["whole step_forward"]
-    print(f"  share of the step's time: glimpse {parts['glimpse (eq. 2)'] / whole:.0%}, "
-          f"V1 {parts['V1 (AlexNet conv1-3)'] / whole:.0%}")
-    print(f"  FLOPs per frame: glimpse {flops['glimpse'] / 1e6:.0f} M, the rest of the step "
-          f"{flops['step'] / 1e6:.0f} M: glimpse {flops['glimpse'] / (flops['glimpse'] + flops['step']):.0%}")
-    print("  V1 is most of the step: AlexNet's conv2 (5 x 5 x 48 x 256) and conv3 (3 x 3 x 256 x 384) on a")
-    print("  14 x 14 map are most of the arithmetic; the glimpse, two matrix products with the whole")
-    print("  187 x 621 frame, is a small part. Time shares follow FLOP shares when every part runs at")
-    print("  a similar rate; small matrix products (the LSTM, the MLPs) run below the machine's peak.")
-
-
-if __name__ == "__main__":
-    main()
+kitti_cfg = preset("kitti")
+kitti_params = init_params(kitti_cfg, np.random.default_rng(0))
+frames2, boxes2, _ = data.batch(np.random.default_rng(6), 2, 2)
+x, a = frames2[:, 1], box_to_attention(boxes2[:, 0], kitti_cfg.image_hw)
+g, _ = glimpse_forward(x, a, kitti_cfg.glimpse_hw)
+(a1, h, c), _ = hart.init_forward(kitti_params, kitti_cfg, frames2[:, 0], boxes2[:, 0])
+parts = {"glimpse (eq. 2)": best_time(lambda: glimpse_forward(x, a, kitti_cfg.glimpse_hw)),
+         "V1": best_time(lambda: hart.v1_forward(kitti_params, kitti_cfg, g)),
+         "whole step": best_time(lambda: hart.step_forward(kitti_params, kitti_cfg, x, a1, h, c, h))}
+for name, seconds in parts.items():
+    print(f"{name:16s} {1e3 * seconds:7.1f} ms, {seconds / parts['whole step']:.0%} of the step")
+f = frame_flops(kitti_cfg, kitti_cfg.image_hw)
+glimpse_flop_share = f["glimpse"] / (f["glimpse"] + f["step"])
+dominant_part = max(("glimpse", "V1"), key=lambda k: parts[k if k == "V1" else "glimpse (eq. 2)"])
+print(f"FLOPs: the glimpse {glimpse_flop_share:.0%} of a tracking step. V1 dominates: AlexNet's conv2 and conv3 on a "
+      "14 x 14 map are most of the arithmetic; time follows FLOPs where the parts run at a similar rate")

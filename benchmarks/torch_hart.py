@@ -1,7 +1,8 @@
 """The same HART model written the way a PyTorch user would: ``torch.nn`` + autograd.
 
-Only the benchmark (``python -m minihart.bench --against torch``) and its test import this
-file; PyTorch is never a dependency of minihart. :class:`TorchHART` takes minihart's flat
+It lives outside the package: the benchmark (``python -m minihart.bench --against torch``)
+and its test load this file (:func:`minihart.bench.load_torch_twin`); PyTorch is never a
+dependency of minihart. :class:`TorchHART` takes minihart's flat
 parameter dict (copied in) and reproduces :func:`minihart.model.hart.forward` line for line
 (glimpse eq. 2 with the stride -> sigma polynomial, V1 with "SAME" padding and groups, the
 dynamic filters of eq. 3 as one grouped convolution, the LSTM with the same zoneout masks,

@@ -10,14 +10,11 @@ it with centred differences ``(L(x + h e) - L(x - h e)) / 2h`` in float64:
 
 ``rel_error(a, b) = max|a - b| / max(1e-8, max|a| + max|b|)``; smooth ops reach < 1e-7.
 
-Students check their own op with ``check(my_forward, my_backward, {"x": x})``.
-Ops register a case with :func:`register`; ``python -m minihart.gradcheck`` runs them all
-and prints a table (the command a teacher runs in class).
+Students check their own op with ``check(my_forward, my_backward, {"x": x})``. Beside this file:
+the cases of minihart's ops (``cases.py``) and ``python -m minihart.gradcheck [--impl student.py]``.
 """
 from __future__ import annotations
 
-import sys
-import time
 from typing import Callable
 
 import numpy as np
@@ -63,9 +60,9 @@ def _grads_by_name(grads, names):
     return dict(zip(names, grads))
 
 
-def check(forward: Callable, backward: Callable, inputs: dict, wrt=None, seed: int = 0,
-          h: float = 1e-6, max_elements: int = 200, n_directions: int = 4) -> dict:
-    """Compare ``backward`` with centred differences of ``forward``; return ``{name: rel_error}``.
+def gradients(forward: Callable, backward: Callable, inputs: dict, wrt=None, seed: int = 0,
+              h: float = 1e-6, max_elements: int = 200, n_directions: int = 4) -> dict:
+    """``{name: (analytic, numeric)}``: ``backward``'s gradient and centred differences of ``forward``.
 
     Args:
       forward: ``forward(**inputs) -> (out, cache)``; ``out`` an array or a tuple of arrays.
@@ -75,8 +72,9 @@ def check(forward: Callable, backward: Callable, inputs: dict, wrt=None, seed: i
       wrt: names to check (default: every floating-array input, in order).
       seed: seeds the random upstream gradient and the random directions.
       h: finite-difference step.
-      max_elements: inputs up to this size are checked element by element, larger ones along
-        ``n_directions`` random unit directions.
+      max_elements: inputs up to this size are compared element by element (both arrays have
+        the input's shape), larger ones along ``n_directions`` random unit directions (both
+        are vectors of the directional derivatives).
     """
     inputs = {k: (v.astype("float64") if _is_float_array(v) else v) for k, v in inputs.items()}
     names = list(wrt) if wrt is not None else [k for k, v in inputs.items() if _is_float_array(v)]
@@ -97,7 +95,7 @@ def check(forward: Callable, backward: Callable, inputs: dict, wrt=None, seed: i
     dout_arg = tuple(douts) if isinstance(out0, (tuple, list)) else douts[0]
     analytic = _grads_by_name(backward(dout_arg, cache), names)
 
-    errors = {}
+    pairs = {}
     for name in names:
         x = inputs[name]
         xp = get_array_module(x)
@@ -116,7 +114,7 @@ def check(forward: Callable, backward: Callable, inputs: dict, wrt=None, seed: i
                 e[j] = h
                 e = xp.asarray(e.reshape(x.shape))
                 numeric.flat[j] = (objective_at(e) - objective_at(-e)) / (2 * h)
-            errors[name] = rel_error(g, numeric)
+            pairs[name] = (asnumpy(g), numeric)
         else:
             num, ana = [], []
             for _ in range(n_directions):
@@ -125,77 +123,13 @@ def check(forward: Callable, backward: Callable, inputs: dict, wrt=None, seed: i
                 u = xp.asarray(u)
                 num.append((objective_at(h * u) - objective_at(-h * u)) / (2 * h))
                 ana.append(float(xp.sum(g * u)))
-            errors[name] = rel_error(np.array(ana), np.array(num))
-    return errors
+            pairs[name] = (np.array(ana), np.array(num))
+    return pairs
 
 
-# --------------------------------------------------------------------------- registry
-CASES: dict[str, Callable] = {}
-
-
-def register(name: str):
-    """Decorator: ``@register("conv2d")`` on ``case(xp) -> dict(forward=, backward=, inputs=,
-    wrt=None, tol=1e-7)`` adds the op to ``python -m minihart.gradcheck``."""
-    def deco(fn):
-        CASES[name] = fn
-        return fn
-    return deco
-
-
-def load_all_cases() -> dict:
-    """Import every module that registers cases and return the registry."""
-    import minihart.boxes  # noqa: F401,PLC0415  (modules register on import)
-    import minihart.nn  # noqa: F401,PLC0415
-    return CASES
-
-
-def run_case(name: str, xp=np, seed: int = 0) -> dict:
-    """Run one registered case; returns a row ``{op, shapes, error, tol, passed, seconds}``."""
-    case = CASES[name](xp)
-    t0 = time.perf_counter()
-    errs = check(case["forward"], case["backward"], case["inputs"], wrt=case.get("wrt"), seed=seed)
-    tol = case.get("tol", 1e-7)
-    shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in case["inputs"].items() if _is_float_array(v))
-    worst = max(errs.values()) if errs else 0.0
-    return {"op": name, "shapes": shapes, "error": worst, "tol": tol, "passed": worst < tol,
-            "seconds": time.perf_counter() - t0}
-
-
-def main(argv=None) -> int:
-    import argparse  # noqa: PLC0415
-    from minihart.cli import number  # noqa: PLC0415
-    p = argparse.ArgumentParser(prog="python -m minihart.gradcheck",
-                                description="Gradient-check every registered op in float64 and "
-                                            "print a table (op, shapes, relative error, pass/fail).")
-    p.add_argument("ops", nargs="*", help="names of ops to check (default: all)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "gpu"],
-                   help="array module to run on (default: cpu)")
-    p.add_argument("--seed", type=number(int, 0), default=0, help="seed of the random upstream gradient")
-    args = p.parse_args(argv)
-    from minihart.backend import array_module  # noqa: PLC0415
-    try:
-        xp = array_module(args.device)
-    except (ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    # under ``python -m`` this file runs as __main__; the ops register into the
-    # importable module minihart.gradcheck, so use that one's registry.
-    from minihart import gradcheck as registry  # noqa: PLC0415
-    cases = registry.load_all_cases()
-    unknown = [o for o in args.ops if o not in cases]
-    if unknown:
-        print(f"error: unknown op(s) {unknown}; known: {sorted(cases)}", file=sys.stderr)
-        return 2
-    rows = [registry.run_case(n, xp, args.seed) for n in (args.ops or sorted(cases))]
-    w = max(len(r["op"]) for r in rows)
-    print(f"{'op':<{w}}  {'rel. error':>10}  {'tol':>7}  result  shapes")
-    for r in rows:
-        result = "pass" if r["passed"] else "FAIL"
-        print(f"{r['op']:<{w}}  {r['error']:10.2e}  {r['tol']:7.0e}  {result:6}  {r['shapes']}")
-    n_fail = sum(not r["passed"] for r in rows)
-    print(f"{len(rows) - n_fail} passed, {n_fail} failed")
-    return 1 if n_fail else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def check(forward: Callable, backward: Callable, inputs: dict, wrt=None, seed: int = 0,
+          h: float = 1e-6, max_elements: int = 200, n_directions: int = 4) -> dict:
+    """Compare ``backward`` with centred differences of ``forward``; return ``{name: rel_error}``
+    (the arguments are those of :func:`gradients`)."""
+    return {name: rel_error(a, b) for name, (a, b) in
+            gradients(forward, backward, inputs, wrt, seed, h, max_elements, n_directions).items()}
