@@ -99,15 +99,15 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16):
         box0 = xp.asarray(np.stack([first_boxes[i] for i in idx]), dtype)
         (a, h, c), _ = init_forward(params, cfg, frame, box0)
         out, _ = step_forward(params, cfg, frame, a, h, c, h)  # as in training: frame 0 seen again
-        state = (out["a_next"], out["h"], out["c"], out["h"])
+        state = (out.a_next, out.h, out.c, out.h)
         boxes, secs = [asnumpy(box0)], [np.full(len(idx), time.perf_counter() - t0)]
         for t in range(1, lengths[0]):
             n = sum(L > t for L in lengths)  # lengths fall: the active sequences are a prefix
             t0 = time.perf_counter()
             state = tuple(v[:n] for v in state)
             out, _ = step_forward(params, cfg, frames_at(t, n), *state)
-            state = (out["a_next"], out["h"], out["c"], out["h"])
-            boxes.append(asnumpy(out["pred"] * scale[None]))
+            state = (out.a_next, out.h, out.c, out.h)
+            boxes.append(asnumpy(out.pred * scale[None]))
             secs.append(np.full(n, time.perf_counter() - t0))
         for j, i in enumerate(idx):
             preds[i] = np.stack([b[j] for b in boxes[:lengths[j]]]).astype(np.float32)

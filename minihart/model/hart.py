@@ -427,7 +427,7 @@ def loss_backward(p, cfg, cache: LossCache, grads) -> Sequence:
     return Sequence(pred=L.tracking_loss_backward(dterms[0], cache.tracking),
                     att=L.attention_loss_backward(dterms[1], cache.attention),
                     logits=L.appearance_loss_backward(dterms[2], cache.appearance), glimpses=None,
-                    filters=[[cfg.l2 / n_steps * f for f in fs] for fs in cache.filters])
+                    filters=[[cfg.l2 / n_steps * f for f in fs] for fs in cache.filters], state=None)
 
 
 def is_weight(name: str) -> bool:

@@ -25,7 +25,7 @@ n_eval = 8 if MINIHART_FAST else 128
 print("trained on", DATASET, {level: round(iou_on_level(params, cfg, level, n_eval), 3)
                               for level in ("easy", "medium", "hard")})
 if DATASET == "synthetic":
-    medium_dir = train(build_parser().parse_args([*argv, "--difficulty", "medium", "--out", tempfile.mkdtemp()]))
+    medium_dir = train(**{**options, "difficulty": "medium", "out": tempfile.mkdtemp()})
     medium_params, medium_cfg, _ = load(f"{medium_dir}/best.npz")
     print("trained on medium", {level: round(iou_on_level(medium_params, medium_cfg, level, n_eval), 3)
                                 for level in ("easy", "medium")})
