@@ -247,3 +247,18 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     a, _, _ = load(os.path.join(killed, "last.npz"))
     b, _, _ = load(os.path.join(full, "last.npz"))
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_init_from_a_checkpoint_starts_from_its_parameters(run_dir, tmp_path, capsys):
+    """--init-from: the new run's model and parameters are the checkpoint's (here one step with a
+    negligible learning rate); a channel count that does not match is named."""
+    ckpt = os.path.join(run_dir, "best.npz")
+    out = str(tmp_path / "ft")
+    assert train.main(["--init-from", ckpt, "--lr", "1e-12", "--steps", "1", "--eval-every", "1", "--batch-size", "2",
+                       "--eval-sequences", "2", "--no-final-eval", "--quiet", "--out", out]) == 0
+    start, cfg0, _ = load(ckpt)
+    after, cfg1, _ = load(os.path.join(out, "last.npz"))
+    assert cfg1 == cfg0
+    assert all(np.allclose(after[k], start[k], atol=1e-6) for k in start)
+    assert train.main(["--init-from", ckpt, "--channels", "3", "--out", str(tmp_path / "c")] + TINY_RUN) == 2
+    assert "has 1 channels, not --channels 3" in capsys.readouterr().err
