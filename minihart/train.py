@@ -44,16 +44,17 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     "sot": dict(preset="real", optimizer="rmsprop", lr=1e-4, batch_size=8, minutes=30.0,
                 epoch_steps=50, threshold=0.5, min_epochs=1, max_len=60, eval_every=200),
 }
-COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, tbptt=1)
+COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
+                       tbptt=1)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom", "tbptt")
+             "max_stride", "max_zoom", "box_jitter", "tbptt")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
-               max_len=None, max_stride=None, max_zoom=None, tbptt=None, skip_nonfinite=False, quiet=False)
+               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, tbptt=None, skip_nonfinite=False, quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
 
@@ -245,7 +246,7 @@ def train(args=None, **options) -> str:
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump(dict(run=run, model=cfg.to_dict()), f, indent=1)
     steps, minutes = state["stop"]["steps"], state["stop"]["minutes"]
-    sot = dict(max_stride=run["max_stride"], max_zoom=run["max_zoom"]) if run["dataset"] == "sot" else {}
+    sot = {k: run[k] for k in ("max_stride", "max_zoom", "box_jitter")} if run["dataset"] == "sot" else {}
     train_set = open_dataset(run["dataset"], "train", cfg, run["data_root"], run["difficulty"], **sot)
     test_set = open_dataset(run["dataset"], "test", cfg, run["data_root"], run["difficulty"])
     rng = np.random.default_rng()
@@ -366,8 +367,6 @@ def model_setting(text):
             if value.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
             v = value.lower() in ("true", "1")
-        elif key == "loss_weights":
-            v = tuple(float(x) for x in value.split(","))
         elif kind is tuple or key in ("glimpse_hw", "channels"):
             v = tuple(int(x) for x in value.split(",")) if "," in value else int(value)
         else:
@@ -421,6 +420,9 @@ def build_parser():
                    help="sot: random temporal stride 1..N (skipped frames make faster motion; default 3)")
     p.add_argument("--max-zoom", type=number(float, 1),
                    help="sot: random zoom 1..Z and shift of the frame around the target (default 1.5; 1: off)")
+    p.add_argument("--box-jitter", type=number(float, 1),
+                   help="sot: the first box is given scaled by up to J and shifted, so the tracker learns to "
+                        "find the object's extent (default 1: exact)")
     p.add_argument("--tbptt", type=number(int, 1), metavar="K",
                    help="truncated backpropagation through time: sequences of K*T frames trained in K pieces "
                         "of T, the recurrent state carried from piece to piece (default 1: off)")

@@ -20,7 +20,7 @@ from minihart.course.checks import NotYet
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
-N_EXERCISES = 27
+N_EXERCISES = 29
 CHECK_CALL = re.compile(r"^checks\.(ex(\d\d)_(\d+))\((.*)\)$", re.S)
 
 
@@ -60,7 +60,7 @@ def test_every_exercise_has_a_check_cell_and_a_solution_section(path):
     assert len(_cells(nb, "check")) == len(pairs)
 
 
-def test_there_are_27_exercises_and_every_check_is_used_once():
+def test_there_are_29_exercises_and_every_check_is_used_once():
     names = [name for path in NOTEBOOKS for _, _, name in _exercises(path)[1]]
     assert len(names) == N_EXERCISES and len(set(names)) == N_EXERCISES
     assert set(names) == {n for n in vars(checks) if re.fullmatch(r"ex\d\d_\d+", n)}
@@ -181,6 +181,11 @@ def _wrong_answers(tmp_path):
         return np.concatenate([conv2d_forward(x[:, (1 - g) * C // 2:(2 - g) * C // 2], w[g * F // 2:(g + 1) * F // 2],
                                               b[g * F // 2:(g + 1) * F // 2], 1, pad)[0] for g in range(2)], axis=1)
 
+    def corners_as_centres(pred, truth, presence):  # the distance of the top-left corners, not the centres
+        from minihart.boxes import iou
+        keep = presence > 0
+        return iou(pred, truth)[keep].mean(), (np.hypot(*(pred - truth)[keep, :2].T) <= 20).mean()
+
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.csv").write_text("step,tracking,attention,appearance,lambda_tracking,lambda_attention,"
@@ -220,6 +225,8 @@ def _wrong_answers(tmp_path):
         "ex09_1": ((paper_text_v1, (384, 28, 28), {"v1", "feat"}), "grown_blocks"),
         "ex09_2": ((grouped_halves_swapped,), "grouped_as_halves for C = 6"),
         "ex09_3": ((0.08, "glimpse"), "dominant_part"),
+        "ex10_1": ((corners_as_centres,), "the precision at 20 px"),
+        "ex10_2": ((lambda att, pred: att[:, 2] / pred[:, 2],), "window_to_box is off"),
     }
 
 

@@ -30,15 +30,13 @@ def _data(rng, B=2, T=3, C=2, H=12, W=14):
     return frames, boxes, presence
 
 
-@pytest.mark.parametrize("variant", ["paper", "relative", "continued", "box_reads_mask"])
+@pytest.mark.parametrize("variant", ["paper", "continued", "context"])
 def test_end_to_end_gradient_check_float64(xp, rng, variant):
     """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
-    Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``relative``: updates in
-    window units (``relative_updates``); ``continued``: a piece that continues a carried
-    recurrent state (truncated BPTT: the state is an input, not differentiated)."""
-    cfg = TINY.__class__(**{**TINY.to_dict(), "relative_updates": variant != "paper",
-                            "box_reads_mask": variant == "box_reads_mask",
-                            "loss_weights": (1.0, 0.5, 2.0) if variant == "box_reads_mask" else ()})
+    Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``continued``: a piece that continues a carried
+    recurrent state (truncated BPTT: the state is an input, not differentiated); ``context``:
+    the attention loss against the context window (``context_attention``)."""
+    cfg = TINY.__class__(**{**TINY.to_dict(), "context_attention": variant == "context"})
     params = {k: v.astype(np.float64) for k, v in init_params(cfg, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
         if k.endswith(".b") or k in ("att2.W", "box2.W"):

@@ -660,3 +660,43 @@ def ex09_3(glimpse_flop_share, dominant_part):
     if str(dominant_part).lower() != "v1":
         _fail(ex, f"dominant_part = {dominant_part!r}: where do most of a step's FLOPs (and its time) go?")
     _passed(ex, f"the glimpse is {share:.0%} of the FLOPs; AlexNet's conv2 and conv3 are most of the rest")
+
+
+# ============================================================================= 10: real footage
+def ex10_1(sequence_scores):
+    """``sequence_scores(pred, truth, presence) -> (avg_iou, precision20)``: over the frames where
+    the target is present, the mean IoU and the fraction whose centres are at most 20 px apart;
+    boxes ``[y, x, h, w]`` ``(N, 4)`` in pixels."""
+    from minihart.scoring import score_sequence
+    ex = "10.1"
+    _function(ex, sequence_scores=sequence_scores)
+    g = _rng(12)
+    for n in (7, 40):
+        truth = np.concatenate([g.uniform(0, 100, (n, 2)), g.uniform(10, 40, (n, 2))], axis=1)
+        pred = truth + g.normal(0, 12, (n, 4)) * [1, 1, 0.3, 0.3]
+        pred[:, 2:] = np.abs(pred[:, 2:]) + 1
+        presence = (g.random(n) < 0.8).astype(float)
+        presence[0] = 1
+        out = _run(ex, "sequence_scores", sequence_scores, pred, truth, presence)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            _fail(ex, "sequence_scores must return (avg_iou, precision20)")
+        ref = score_sequence(pred, truth, presence)
+        _close(ex, f"the average IoU ({n} frames)", np.float64(out[0]), np.float64(ref["avg_iou"]), 1e-9)
+        _close(ex, f"the precision at 20 px ({n} frames)", np.float64(out[1]), np.float64(ref["precision20"]), 1e-9)
+    _passed(ex, "these are the per-sequence numbers of the OTB toolkits; benchmarks average them over sequences")
+
+
+def ex10_2(window_to_box):
+    """``window_to_box(att, pred) -> (N,)``: per frame, the side of the attention window over the
+    side of the predicted box, ``sqrt(area(att) / area(pred))`` (boxes ``[y, x, h, w]``)."""
+    ex = "10.2"
+    _function(ex, window_to_box=window_to_box)
+    g = _rng(13)
+    pred = np.concatenate([g.uniform(0, 50, (9, 2)), g.uniform(5, 20, (9, 2))], axis=1)
+    ratio = g.uniform(0.8, 5, 9)
+    att = pred.copy()
+    att[:, 2] *= ratio * 1.3  # taller and narrower than the box, same area ratio
+    att[:, 3] *= ratio / 1.3
+    got = _run(ex, "window_to_box", window_to_box, att, pred)
+    _close(ex, "window_to_box", got, ratio, 1e-9)
+    _passed(ex, "a ratio that creeps up frame after frame is the drift that ends long sequences")

@@ -265,16 +265,21 @@ class SOTSet(TrackSet):
     gather of the stored frames per window: a random temporal stride in ``1..max_stride``
     (skipped frames make faster motion), the reference's time reversal (from the last labelled
     frame) with probability 1/2, a random zoom up to ``max_zoom`` and shift of the frame around
-    the target (:func:`zoom_shift`), and horizontal mirroring with probability 1/2.
+    the target (:func:`zoom_shift`), horizontal mirroring with probability 1/2, and the first box,
+    from which the tracker starts, given imprecisely (``box_jitter``: its height and width scaled
+    by factors in ``[1/j, j]``, its centre moved by up to ``(j - 1) / 4`` of its size), so that
+    the tracker learns to find the object's extent from what it sees rather than keep the
+    window it was given (the first box is not scored).
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
-                 max_stride=3, max_zoom=1.5):
+                 max_stride=3, max_zoom=1.5, box_jitter=1.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
-        if max_stride < 1 or max_zoom < 1:
-            raise ValueError(f"SOTSet: max_stride and max_zoom must be >= 1, got {max_stride}, {max_zoom}")
+        if max_stride < 1 or max_zoom < 1 or box_jitter < 1:
+            raise ValueError(f"SOTSet: max_stride, max_zoom and box_jitter must be >= 1, got {max_stride}, "
+                             f"{max_zoom}, {box_jitter}")
         self.sequences, self.scales = sequences, scales
-        self.max_stride, self.max_zoom = max_stride, max_zoom
+        self.max_stride, self.max_zoom, self.box_jitter = max_stride, max_zoom, box_jitter
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
@@ -290,6 +295,12 @@ class SOTSet(TrackSet):
         if rng.random() < 0.5:  # mirror
             cols = cols[::-1]
             b[:, 1] = self.image_hw[1] - b[:, 1] - b[:, 3]
+        if self.box_jitter > 1:  # the tracker starts from an imprecise box: scaled and shifted
+            j = self.box_jitter
+            size = b[0, 2:] * np.exp(rng.uniform(-np.log(j), np.log(j), 2))
+            centre = b[0, :2] + b[0, 2:] / 2 + rng.uniform(-0.5, 0.5, 2) * (j - 1) * b[0, 2:] / 2
+            b = b.copy()
+            b[0] = np.concatenate([centre - size / 2, size]).astype(np.float32)
         frames = self.videos[video][first + idx]  # (L, H, W, 3): one gather of flat pixel indices
         H, W = self.image_hw
         pixels = (rows[:, None] * W + cols).ravel()
@@ -308,7 +319,7 @@ def default_cache_dir(root):
 
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
-         max_zoom=1.5, list_file=None, cache=True):
+         max_zoom=1.5, box_jitter=1.0, list_file=None, cache=True):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -318,7 +329,7 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
       frame_hw: resize every frame to ``(H, W)`` (boxes scaled per axis); None keeps the images'
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
-      augment: default ``split == "train"``; see :class:`SOTSet` for max_stride and max_zoom.
+      augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom and box_jitter.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -335,4 +346,4 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         tracks.append((k, 0, info.boxes * scale, info.presence))
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
-                  split == "train" if augment is None else augment, max_stride, max_zoom)
+                  split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter)

@@ -33,15 +33,10 @@ class Config:
     attention read-out, eq. (6); zoneout: probability for cell and hidden state; dropout: after
     V1; att_gain: initial c of eq. (7); init_window_scale: the first attention window is the
     first box scaled by this about its centre (context around the object); l2: beta of eq. (9);
-    relative_updates: express the updates of eqs. (7) and (8), ``Delta a`` and ``Delta b``, in units
-    of the current attention window's size (``[h, w, h, w]`` of ``a_t``) instead of the frame's:
-    the glimpse shows the object in window coordinates, so a step that is right for one window
-    size is right for every size, and the window's size changes by a factor, never by a fixed
-    share of the frame. The paper leaves these units open; False is the reference's choice.
-    box_reads_mask: the box correction of eq. (6) reads the location-map features too, as eq. (6)
-    writes it (``MLP(o_t, vec(s_t))``, and the reference's ``dfn_readout``); False: from ``o_t``
-    only, like the first presets. loss_weights: fixed weights of the three terms of eq. (9)
-    (tracking, attention, appearance) instead of the learned ones; empty: learned.
+    context_attention: the spatial attention loss asks the window to be the object's context
+    window (the box enlarged ``init_window_scale`` times), as ``-log IoU`` like eq. (10), instead of
+    eq. (11)'s "cover the box, not the whole frame", which leaves any window between the two
+    equally good.
     """
     name: str
     channels: int
@@ -57,9 +52,7 @@ class Config:
     init_window_scale: float = 1.5
     l2: float = 1e-4
     image_hw: tuple = (120, 160)  # the frame size the preset is trained on (data default)
-    relative_updates: bool = False
-    box_reads_mask: bool = False
-    loss_weights: tuple = ()
+    context_attention: bool = False
 
     def __post_init__(self):  # values no layer could use, named here rather than deep inside one
         def ints(v, low):
@@ -73,9 +66,7 @@ class Config:
              "dfn must be (odd kernel, maps) pairs (an odd kernel keeps the map size)"),
             (not (0 <= self.zoneout < 1 and 0 <= self.dropout < 1), "zoneout and dropout must be in [0, 1)"),
             (not (self.att_gain > 0 and self.init_window_scale > 0 and self.l2 >= 0),
-             "att_gain and init_window_scale must be > 0 and l2 >= 0"),
-            (not (self.loss_weights == () or (len(self.loss_weights) == 3 and min(self.loss_weights) >= 0)),
-             "loss_weights must be empty (learned) or three numbers >= 0")]
+             "att_gain and init_window_scale must be > 0 and l2 >= 0")]
         bad = [msg for failed, msg in problems if failed]
         if bad:
             raise ValueError(f"preset {self.name!r}: " + "; ".join(bad))

@@ -200,8 +200,6 @@ class StepCache(NamedTuple):
     box: tuple       # the same for the box read-out
     d_att: object    # Delta a of eq. (6)
     gain: object     # tanh(c) of eq. (7)
-    d_box: object    # Delta b of eq. (6)
-    unit: object     # the units of Delta a and Delta b (window_units)
 
 
 def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
@@ -222,26 +220,12 @@ def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
     m, mc = dense_forward(p, "mask", s.reshape(B, -1), "elu")
     r, a1c = dense_forward(p, "att1", xp.concatenate([h, m], axis=1), "elu")
     d_att, a2c = dense_forward(p, "att2", r, "tanh")                  # eq. (6)
-    q, b1c = dense_forward(p, "box1", xp.concatenate([h, m], axis=1) if cfg.box_reads_mask else h, "elu")
+    q, b1c = dense_forward(p, "box1", h, "elu")
     d_box, b2c = dense_forward(p, "box2", q, "tanh")
-    gain, unit = xp.tanh(p["att_gain"]), window_units(a, cfg)
-    out = StepOut(a_next=a + gain * d_att * unit, h=h, c=c, pred=a + d_box * unit, logits=logits[:, 0], g=g,
+    gain = xp.tanh(p["att_gain"])
+    out = StepOut(a_next=a + gain * d_att, h=h, c=c, pred=a + d_box, logits=logits[:, 0], g=g,
                   filters=filters)                                    # eqs. (7), (8)
-    return out, StepCache(app, dorsal, loc, s, nu, fc, lc, mc, (a1c, a2c), (b1c, b2c), d_att, gain, d_box, unit)
-
-
-def window_units(a, cfg):
-    """The units of Delta a and Delta b in eqs. (7), (8): the frame (1), or with
-    ``cfg.relative_updates`` the attention window's size ``[h, w, h, w]`` ``(B, 4)``."""
-    return get_array_module(a).concatenate([a[:, 2:], a[:, 2:]], axis=1) if cfg.relative_updates else 1.0
-
-
-def window_units_backward(dunit, cfg):
-    """The gradient to ``a (B, 4)`` of :func:`window_units` from that of its output."""
-    if not cfg.relative_updates:
-        return 0.0
-    xp = get_array_module(dunit)
-    return xp.concatenate([xp.zeros_like(dunit[:, :2]), dunit[:, :2] + dunit[:, 2:]], axis=1)
+    return out, StepCache(app, dorsal, loc, s, nu, fc, lc, mc, (a1c, a2c), (b1c, b2c), d_att, gain)
 
 
 def step_backward(d: StepOut, da_loss, cache: StepCache, cfg, grads):
@@ -249,15 +233,14 @@ def step_backward(d: StepOut, da_loss, cache: StepCache, cfg, grads):
     ``g`` is unused), ``da_loss`` that of ``a`` from the attention loss.
     Returns ``(da, dh_prev, dc_prev, dalpha)``."""
     k, n = cache, cfg.n_units
-    da = da_loss + d.pred + d.a_next + window_units_backward(d.a_next * k.gain * k.d_att + d.pred * k.d_box, cfg)
-    dq = dense_backward(d.pred * k.unit, k.box[1], grads)
-    dzb = dense_backward(dq, k.box[0], grads)
-    grads["att_gain"] += (d.a_next * k.d_att * k.unit).sum().reshape(1) * (1 - k.gain ** 2)
-    dr = dense_backward(d.a_next * k.gain * k.unit, k.att[1], grads)
+    da = da_loss + d.pred + d.a_next
+    dq = dense_backward(d.pred, k.box[1], grads)
+    dh = d.h + dense_backward(dq, k.box[0], grads)
+    grads["att_gain"] += (d.a_next * k.d_att).sum().reshape(1) * (1 - k.gain ** 2)
+    dr = dense_backward(d.a_next * k.gain, k.att[1], grads)
     dz = dense_backward(dr, k.att[0], grads)
-    dh = d.h + dzb[:, :n] + dz[:, :n]
-    dm = dz[:, n:] + dzb[:, n:] if cfg.box_reads_mask else dz[:, n:]
-    ds = dense_backward(dm, k.mask, grads).reshape(k.s.shape)
+    dh = dh + dz[:, :n]
+    ds = dense_backward(dz[:, n:], k.mask, grads).reshape(k.s.shape)
     dv, dh_prev, dc_prev, dWx, dWh, dbl = lstm.lstm_step_backward((dh, d.c), k.lstm)
     grads["lstm.Wx"] += dWx
     grads["lstm.Wh"] += dWh
@@ -284,7 +267,6 @@ class InitCache(NamedTuple):
     feat: DenseCache
     lstm: object
     tanh_bias: object    # tanh(att_bias)
-    unit: object         # window_units of the first window
 
 
 def init_forward(p, cfg, frame0, box0):
@@ -292,18 +274,21 @@ def init_forward(p, cfg, frame0, box0):
     ``0.25 tanh(att_bias)``, as the reference), and ``h_0, c_0`` from one LSTM step on the
     unmasked ventral features of the first glimpse. Returns ``(a1, h0, c0)`` and an :class:`InitCache`."""
     xp, B = get_array_module(frame0), frame0.shape[0]
-    tb, k = xp.tanh(p["att_bias"]), cfg.init_window_scale
-    # the first box enlarged k times about its centre (context around the object)
-    window = xp.concatenate([box0[:, :2] - (k - 1) * box0[:, 2:] / 2, k * box0[:, 2:]], axis=1)
+    tb = xp.tanh(p["att_bias"])
     # box0 was checked by the caller (validate_inputs, Tracker.init): no second device read here
-    a0 = attention.box_to_attention(window, frame0.shape[2:], validate=False)
-    unit = window_units(a0, cfg)
-    a1 = (a0 + 0.25 * tb * unit).astype(frame0.dtype)
+    a1 = attention.box_to_attention(context_window(box0, cfg.init_window_scale), frame0.shape[2:], validate=False)
+    a1 = (a1 + 0.25 * tb).astype(frame0.dtype)
     (_, f, nu), app = appearance_forward(p, cfg, frame0, a1)
     v, fc = dense_forward(p, "feat", xp.concatenate([nu.reshape(B, -1), a1], axis=1), "elu")
     zeros = xp.zeros((B, cfg.n_units), frame0.dtype)
     (h, c), lc = lstm.lstm_step_forward(v, zeros, zeros, p["lstm.Wx"], p["lstm.Wh"], p["lstm.b"])
-    return (a1, h, c), InitCache(f, nu, app, fc, lc, tb, unit)
+    return (a1, h, c), InitCache(f, nu, app, fc, lc, tb)
+
+
+def context_window(box, k):
+    """Boxes ``(..., 4)`` enlarged ``k`` times about their centres: the object and its context."""
+    xp = get_array_module(box)
+    return xp.concatenate([box[..., :2] - (k - 1) * box[..., 2:] / 2, k * box[..., 2:]], axis=-1)
 
 
 def init_backward(da, dh, dc, cache: InitCache, grads):
@@ -315,7 +300,7 @@ def init_backward(da, dh, dc, cache: InitCache, grads):
     da = da + dx[:, -4:]
     df = get_array_module(cache.f).zeros_like(cache.f)  # the first glimpse's features feed no dorsal stream
     da = da + appearance_backward(df, dx[:, :-4].reshape(cache.nu.shape), cache.appearance, grads)
-    grads["att_bias"] += (da * 0.25 * cache.unit * (1 - cache.tanh_bias ** 2)).sum(axis=0)
+    grads["att_bias"] += (da * 0.25 * (1 - cache.tanh_bias ** 2)).sum(axis=0)
 
 
 # ----------------------------------------------------------------------------- over the sequence
@@ -381,7 +366,7 @@ class LossCache(NamedTuple):
     tracking: object     # caches of the three terms, eqs. (10)-(12)
     attention: object
     appearance: object
-    adaptive: object     # AdaptiveCache of the learned weights (or the fixed weights)
+    adaptive: object     # AdaptiveCache of the learned weights
     filters: list        # the dynamic filters, for their L2 term (a mean over the B T steps)
 
 
@@ -393,19 +378,18 @@ def loss_forward(p, cfg, seq: Sequence, target, pres, image_hw):
     xp = get_array_module(seq.pred)
     B, T = pres.shape
     lt, ct = L.tracking_loss_forward(seq.pred, target, pres)
-    ls, cs = L.attention_loss_forward(seq.att, target, pres, image_hw)
+    if cfg.context_attention:  # -log IoU of the window with the object's context window
+        ls, cs = L.tracking_loss_forward(seq.att, context_window(target, cfg.init_window_scale), pres)
+    else:
+        ls, cs = L.attention_loss_forward(seq.att, target, pres, image_hw)
     tau = L.appearance_target(target, seq.att, seq.logits.shape[2:]) * pres[..., None, None]
     la, ca = L.appearance_loss_forward(seq.logits, tau, pres)
-    if cfg.loss_weights:  # fixed weights of the three terms; loss_v is not used
-        cad = xp.asarray(cfg.loss_weights, seq.pred.dtype)
-        total, lam = (cad * xp.stack([lt, ls, la])).sum(), cad
-    else:
-        total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
-        lam = cad.lam
+    total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
     r_theta, _ = L.l2_forward([v for k, v in p.items() if is_weight(k)])
     filters = [f for fs in seq.filters for f in fs]
     r_psi, _ = L.l2_forward(filters)
     reg = cfg.l2 * (r_theta + r_psi / (B * T))
+    lam = cad.lam
     terms = dict(tracking=lt, attention=ls, appearance=la, l2=reg,
                  lambda_tracking=lam[0], lambda_attention=lam[1], lambda_appearance=lam[2])
     return (total + reg, terms), LossCache(ct, cs, ca, cad, seq.filters)
@@ -414,18 +398,16 @@ def loss_forward(p, cfg, seq: Sequence, target, pres, image_hw):
 def loss_backward(p, cfg, cache: LossCache, grads) -> Sequence:
     """Gradients of the loss: those of ``loss_v`` and of the weights' L2 term go into ``grads``;
     returns those of the :class:`Sequence` (``glimpses`` None)."""
-    if cfg.loss_weights:
-        dterms = cache.adaptive
-    else:
-        v = cache.adaptive.v
-        dterms, dv = L.adaptive_loss_backward(get_array_module(v).asarray(1.0, v.dtype), cache.adaptive)
-        grads["loss_v"] += dv
+    v = cache.adaptive.v
+    dterms, dv = L.adaptive_loss_backward(get_array_module(v).asarray(1.0, v.dtype), cache.adaptive)
+    grads["loss_v"] += dv
     for k, w in p.items():
         if is_weight(k):
             grads[k] += cfg.l2 * w
     n_steps = cache.tracking.grad.shape[0] * cache.tracking.grad.shape[1]  # B T
     return Sequence(pred=L.tracking_loss_backward(dterms[0], cache.tracking),
-                    att=L.attention_loss_backward(dterms[1], cache.attention),
+                    att=(L.tracking_loss_backward if cfg.context_attention else L.attention_loss_backward)(
+                        dterms[1], cache.attention),
                     logits=L.appearance_loss_backward(dterms[2], cache.appearance), glimpses=None,
                     filters=[[cfg.l2 / n_steps * f for f in fs] for fs in cache.filters], state=None)
 

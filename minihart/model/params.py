@@ -65,7 +65,7 @@ def init_params(cfg: Config, rng: np.random.Generator) -> dict:
     p["mask.W"], p["mask.b"] = init_affine(rng, hv * wv, cfg.mask_features)
     p["att1.W"], p["att1.b"] = init_affine(rng, u + cfg.mask_features, u)
     p["att2.W"], p["att2.b"] = init_affine(rng, u, 4, scale=1e-3)
-    p["box1.W"], p["box1.b"] = init_affine(rng, u + (cfg.mask_features if cfg.box_reads_mask else 0), u)
+    p["box1.W"], p["box1.b"] = init_affine(rng, u, u)
     p["box2.W"], p["box2.b"] = init_affine(rng, u, 4, scale=1e-3)
     p["att_gain"] = np.full(1, cfg.att_gain, np.float32)
     p["att_bias"] = np.zeros(4, np.float32)
