@@ -44,8 +44,7 @@ class Optimizer:
     def __init__(self, lr: float):
         if not lr > 0:
             raise ValueError(f"learning rate must be > 0, got {lr}")
-        self.lr = lr
-        self.t = 0
+        self.lr, self.t = lr, 0
         self.state: dict[str, dict] = {}
 
     def _slot(self, name: str, key: str, like):

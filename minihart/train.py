@@ -44,17 +44,17 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     "sot": dict(preset="real", optimizer="rmsprop", lr=1e-4, batch_size=8, minutes=30.0,
                 epoch_steps=50, threshold=0.5, min_epochs=1, max_len=60, eval_every=200),
 }
-COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
-                       tbptt=1)
+COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom", "box_jitter", "tbptt")
+             "max_stride", "max_zoom", "box_jitter")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
-               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, tbptt=None, skip_nonfinite=False, quiet=False)
+               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, skip_nonfinite=False,
+               quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
 
@@ -252,11 +252,7 @@ def train(args=None, **options) -> str:
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
     cur = Curriculum(**state["curriculum"])
-    B, K = run["batch_size"], run["tbptt"]
-    if run["eval_every"] % K:
-        raise TrainingError(f"--eval-every {run['eval_every']} must be a multiple of --tbptt {K}, so that "
-                            "checkpoints fall between sequences (and resume exactly)")
-    piece = None  # truncated BPTT: the batch of K * T frames, the piece reached and the carried state
+    B = run["batch_size"]
 
     def checkpoint():
         acc = state["acc"]
@@ -287,15 +283,12 @@ def train(args=None, **options) -> str:
     eval_every = run["eval_every"]
     epoch_steps = run["epoch_steps"] or max(1, train_set.batches_per_epoch(B, cur.seq_len))
     while (steps is None or state["step"] < steps) and (minutes is None or state["seconds"] < 60 * minutes):
-        if piece is None or piece["k"] == K:
-            # made on the device (frames as stored, converted there; masks drawn there), the first
-            # boxes checked on the host: forward and backward never wait for the GPU
-            piece = dict(k=0, T=cur.seq_len, state=None, batch=train_set.batch(rng, B, K * cur.seq_len, xp))
-        T, k = piece["T"], piece["k"]
-        frames, boxes, presence = (v[:, k * T:(k + 1) * T] for v in piece["batch"])
+        T = cur.seq_len
+        # made on the device (frames as stored, converted there; masks drawn there), the first
+        # boxes checked on the host: forward and backward never wait for the GPU
+        frames, boxes, presence = train_set.batch(rng, B, T, xp)
         noise = sample_noise(cfg, rng, len(frames), T, xp)
-        out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False, state=piece["state"])
-        piece.update(k=k + 1, state=out_["state"])
+        out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
         grads, norm = clip_by_global_norm(backward(cache), run["clip"])
         # the step's one device-to-host transfer: everything the loop reads, in one array
         terms = out_["terms"]
@@ -423,9 +416,6 @@ def build_parser():
     p.add_argument("--box-jitter", type=number(float, 1),
                    help="sot: the first box is given scaled by up to J and shifted, so the tracker learns to "
                         "find the object's extent (default 1: exact)")
-    p.add_argument("--tbptt", type=number(int, 1), metavar="K",
-                   help="truncated backpropagation through time: sequences of K*T frames trained in K pieces "
-                        "of T, the recurrent state carried from piece to piece (default 1: off)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")

@@ -205,6 +205,6 @@ def test_training_reads_the_sot_dataset(tmp_path):
             otb_seq(root / split / name, LINES * 2, hw=(45, 60))
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
-                       "--eval-every", "2", "--batch-size", "2", "--tbptt", "2", "--no-final-eval", "--quiet",
+                       "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--no-final-eval", "--quiet",
                        "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3

@@ -30,12 +30,11 @@ def _data(rng, B=2, T=3, C=2, H=12, W=14):
     return frames, boxes, presence
 
 
-@pytest.mark.parametrize("variant", ["paper", "continued", "context"])
+@pytest.mark.parametrize("variant", ["paper", "context"])
 def test_end_to_end_gradient_check_float64(xp, rng, variant):
     """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
-    Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``continued``: a piece that continues a carried
-    recurrent state (truncated BPTT: the state is an input, not differentiated); ``context``:
-    the attention loss against the context window (``context_attention``)."""
+    Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``context``: the
+    attention loss against the object's context window (``context_attention``)."""
     cfg = TINY.__class__(**{**TINY.to_dict(), "context_attention": variant == "context"})
     params = {k: v.astype(np.float64) for k, v in init_params(cfg, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
@@ -44,12 +43,9 @@ def test_end_to_end_gradient_check_float64(xp, rng, variant):
     params = {k: xp.asarray(v) for k, v in params.items()}
     frames, boxes, presence = (xp.asarray(a) for a in _data(rng))
     noise = sample_noise(TINY.__class__(**{**TINY.to_dict(), "zoneout": 0.3}), rng, 2, 3, xp)
-    state = None
-    if variant == "continued":  # the state after a first piece, carried in as a constant
-        state = forward(params, cfg, frames, boxes, presence, noise)[0]["state"]
 
     def fwd(**p):
-        out, cache = forward(p, cfg, frames, boxes, presence, noise, state=state)
+        out, cache = forward(p, cfg, frames, boxes, presence, noise)
         return out["loss"], cache
 
     def bwd(dout, cache):

@@ -44,11 +44,7 @@ def _as_tuple(out):
 def _objective(forward, inputs, douts) -> float:
     """L = sum_i sum(out_i * dout_i) for one forward pass."""
     outs = _as_tuple(forward(**inputs)[0])
-    total = 0.0
-    for o, d in zip(outs, douts):
-        if d is not None:
-            total += float(get_array_module(o).sum(o * d))
-    return total
+    return sum(float(get_array_module(o).sum(o * d)) for o, d in zip(outs, douts) if d is not None)
 
 
 def _grads_by_name(grads, names):

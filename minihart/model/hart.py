@@ -34,6 +34,7 @@ import numpy as np
 from minihart.backend import get_array_module
 from minihart.boxes import iou, validate_boxes
 from minihart.model.config import Config
+from minihart.model.params import v1_shapes
 from minihart.nn import attention, conv, dfn, linear, lstm
 from minihart.nn import losses as L
 from minihart.nn.activations import ACTIVATIONS, elu_backward, elu_forward, sigmoid
@@ -261,8 +262,7 @@ def step_backward(d: StepOut, da_loss, cache: StepCache, cfg, grads):
 
 # ----------------------------------------------------------------------------- the initial state
 class InitCache(NamedTuple):
-    f: object            # V1's features of the first glimpse
-    nu: object
+    nu: object           # the ventral features of the first glimpse
     appearance: AppearanceCache
     feat: DenseCache
     lstm: object
@@ -278,11 +278,11 @@ def init_forward(p, cfg, frame0, box0):
     # box0 was checked by the caller (validate_inputs, Tracker.init): no second device read here
     a1 = attention.box_to_attention(context_window(box0, cfg.init_window_scale), frame0.shape[2:], validate=False)
     a1 = (a1 + 0.25 * tb).astype(frame0.dtype)
-    (_, f, nu), app = appearance_forward(p, cfg, frame0, a1)
+    (_, _, nu), app = appearance_forward(p, cfg, frame0, a1)
     v, fc = dense_forward(p, "feat", xp.concatenate([nu.reshape(B, -1), a1], axis=1), "elu")
     zeros = xp.zeros((B, cfg.n_units), frame0.dtype)
     (h, c), lc = lstm.lstm_step_forward(v, zeros, zeros, p["lstm.Wx"], p["lstm.Wh"], p["lstm.b"])
-    return (a1, h, c), InitCache(f, nu, app, fc, lc, tb)
+    return (a1, h, c), InitCache(nu, app, fc, lc, tb)
 
 
 def context_window(box, k):
@@ -298,8 +298,8 @@ def init_backward(da, dh, dc, cache: InitCache, grads):
     grads["lstm.b"] += db
     dx = dense_backward(dv, cache.feat, grads)
     da = da + dx[:, -4:]
-    df = get_array_module(cache.f).zeros_like(cache.f)  # the first glimpse's features feed no dorsal stream
-    da = da + appearance_backward(df, dx[:, :-4].reshape(cache.nu.shape), cache.appearance, grads)
+    # df = 0: the first glimpse's features feed no dorsal stream
+    da = da + appearance_backward(0, dx[:, :-4].reshape(cache.nu.shape), cache.appearance, grads)
     grads["att_bias"] += (da * 0.25 * (1 - cache.tanh_bias ** 2)).sum(axis=0)
 
 
@@ -310,28 +310,23 @@ class Sequence(NamedTuple):
     logits: object    # (B, T, h_v, w_v) of the location maps
     glimpses: object  # (B, T, C, h, w)
     filters: list     # per step, the dynamic kernels and biases
-    state: tuple      # (a, h, c, alpha) after the last frame
 
 
 class SequenceCache(NamedTuple):
-    init: InitCache   # None for a piece that continues a carried state
+    init: InitCache
     steps: list       # StepCache per step
     scale: object     # [H, W, H, W]: normalised coordinates to pixels
 
 
-def sequence_forward(p, cfg, frames, box0, noise=None, state=None):
+def sequence_forward(p, cfg, frames, box0, noise=None):
     """HART over ``frames (B, T, C, H, W)`` from the first boxes ``box0 (B, 4)`` (pixels): the
     initial state, then :func:`step_forward` for every frame, the first one included (as the
-    reference). ``state``: instead, continue from a previous piece's ``Sequence.state``
-    (truncated BPTT: no gradient flows into it). Returns a :class:`Sequence` and a :class:`SequenceCache`."""
+    reference). Returns a :class:`Sequence` and a :class:`SequenceCache`."""
     xp = get_array_module(frames)
     H, W = frames.shape[3:]
     scale = xp.asarray([H, W, H, W], frames.dtype)
-    if state is None:
-        (a, h, c), init = init_forward(p, cfg, frames[:, 0], box0)
-        alpha = h
-    else:
-        (a, h, c, alpha), init = state, None
+    (a, h, c), init = init_forward(p, cfg, frames[:, 0], box0)
+    alpha = h
     outs, atts, caches = [], [], []
     for t in range(frames.shape[1]):
         o, k = step_forward(p, cfg, frames[:, t], a, h, c, alpha, None if noise is None else noise[t])
@@ -341,7 +336,7 @@ def sequence_forward(p, cfg, frames, box0, noise=None, state=None):
         a, h, c, alpha = o.a_next, o.h, o.c, o.h
     seq = Sequence(pred=xp.stack([o.pred for o in outs], axis=1) * scale, att=xp.stack(atts, axis=1) * scale,
                    logits=xp.stack([o.logits for o in outs], axis=1), glimpses=xp.stack([o.g for o in outs], axis=1),
-                   filters=[o.filters for o in outs], state=(a, h, c, alpha))
+                   filters=[o.filters for o in outs])
     return seq, SequenceCache(init, caches, scale)
 
 
@@ -357,8 +352,7 @@ def sequence_backward(d: Sequence, cache: SequenceCache, cfg, grads):
         dout = StepOut(a_next=da, h=dh, c=dc, pred=dpred[:, t], logits=d.logits[:, t], g=None, filters=d.filters[t])
         da, dh_prev, dc, dalpha = step_backward(dout, datt[:, t], cache.steps[t], cfg, grads)
         dh = dh_prev + dalpha  # h_{t-1} is both the LSTM state and the appearance alpha_t
-    if cache.init is not None:
-        init_backward(da, dh, dc, cache.init, grads)
+    init_backward(da, dh, dc, cache.init, grads)
 
 
 # ----------------------------------------------------------------------------- loss and metric
@@ -378,20 +372,16 @@ def loss_forward(p, cfg, seq: Sequence, target, pres, image_hw):
     xp = get_array_module(seq.pred)
     B, T = pres.shape
     lt, ct = L.tracking_loss_forward(seq.pred, target, pres)
-    if cfg.context_attention:  # -log IoU of the window with the object's context window
-        ls, cs = L.tracking_loss_forward(seq.att, context_window(target, cfg.init_window_scale), pres)
-    else:
-        ls, cs = L.attention_loss_forward(seq.att, target, pres, image_hw)
+    ls, cs = (L.tracking_loss_forward(seq.att, context_window(target, cfg.init_window_scale), pres)
+              if cfg.context_attention else L.attention_loss_forward(seq.att, target, pres, image_hw))
     tau = L.appearance_target(target, seq.att, seq.logits.shape[2:]) * pres[..., None, None]
     la, ca = L.appearance_loss_forward(seq.logits, tau, pres)
     total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
     r_theta, _ = L.l2_forward([v for k, v in p.items() if is_weight(k)])
-    filters = [f for fs in seq.filters for f in fs]
-    r_psi, _ = L.l2_forward(filters)
+    r_psi, _ = L.l2_forward([f for fs in seq.filters for f in fs])
     reg = cfg.l2 * (r_theta + r_psi / (B * T))
-    lam = cad.lam
     terms = dict(tracking=lt, attention=ls, appearance=la, l2=reg,
-                 lambda_tracking=lam[0], lambda_attention=lam[1], lambda_appearance=lam[2])
+                 lambda_tracking=cad.lam[0], lambda_attention=cad.lam[1], lambda_appearance=cad.lam[2])
     return (total + reg, terms), LossCache(ct, cs, ca, cad, seq.filters)
 
 
@@ -406,10 +396,9 @@ def loss_backward(p, cfg, cache: LossCache, grads) -> Sequence:
             grads[k] += cfg.l2 * w
     n_steps = cache.tracking.grad.shape[0] * cache.tracking.grad.shape[1]  # B T
     return Sequence(pred=L.tracking_loss_backward(dterms[0], cache.tracking),
-                    att=(L.tracking_loss_backward if cfg.context_attention else L.attention_loss_backward)(
-                        dterms[1], cache.attention),
+                    att=L.attention_loss_backward(dterms[1], cache.attention),  # either attention loss
                     logits=L.appearance_loss_backward(dterms[2], cache.appearance), glimpses=None,
-                    filters=[[cfg.l2 / n_steps * f for f in fs] for fs in cache.filters], state=None)
+                    filters=[[cfg.l2 / n_steps * f for f in fs] for fs in cache.filters])
 
 
 def is_weight(name: str) -> bool:
@@ -424,8 +413,7 @@ def sample_noise(cfg: Config, rng: np.random.Generator, batch: int, steps: int, 
     """Training-mode randomness as explicit arrays (so gradient checks are deterministic):
     per step a dropout keep-mask after V1 and zoneout keep-old masks for h and c. On a GPU
     they are drawn there, by a device generator seeded from ``rng`` (nothing to copy)."""
-    from minihart.model.params import v1_shapes  # noqa: PLC0415
-    _, fshape = v1_shapes(cfg)
+    fshape = v1_shapes(cfg)[1]  # V1's output (C_v, h_v, w_v)
     if xp is not np:
         rng = xp.random.default_rng(int(rng.integers(2 ** 63)))
     return [dict(drop=linear.dropout_mask(rng, (batch, *fshape), cfg.dropout, xp),
@@ -459,7 +447,7 @@ class Cache(NamedTuple):
     loss: LossCache
 
 
-def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=True, state=None):
+def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=True):
     """Run HART over ``frames (B, T, C, H, W)`` from the first boxes ``boxes[:, 0]`` and score it.
 
     Args: boxes ``(B, T, 4)`` pixels ``[y, x, h, w]`` (targets for t >= 2); presence ``(B, T)``
@@ -467,24 +455,21 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
       check_boxes: False skips the check of the first boxes' values (shapes are always
       checked), which reads them back once. Batches from ``WindowSet.gather`` were checked on
       the host; ``train`` passes False, so forward and :func:`backward` never wait for a GPU.
-      state: ``out["state"]`` of the previous piece of the same sequences, to continue them
-      (truncated BPTT); every frame, the first included, is then predicted and scored.
     Returns ``out``: ``loss`` (0-d), ``terms`` (dict of 0-d arrays: tracking, attention,
     appearance, l2, and lambda_*), ``pred`` and ``att`` boxes ``(B, T, 4)`` in pixels, ``iou``
     ``(B, T)`` (the metric, zero where not scored), ``presence`` (what is scored),
-    ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``, ``state``; and a :class:`Cache` for :func:`backward`.
+    ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``; and a :class:`Cache` for :func:`backward`.
     """
-    validate_inputs(cfg, frames, boxes, presence, check_boxes and state is None)
+    validate_inputs(cfg, frames, boxes, presence, check_boxes)
     xp = get_array_module(frames)
-    seq, seq_cache = sequence_forward(p, cfg, frames, boxes[:, 0], noise, state)
+    seq, seq_cache = sequence_forward(p, cfg, frames, boxes[:, 0], noise)
     pres = presence.astype(frames.dtype)
-    if state is None:
-        pres[:, 0] = 0  # the first box is given, not predicted
+    pres[:, 0] = 0  # the first box is given, not predicted
     # absent objects have no box: a dummy one keeps IoU finite; the mask zeroes its loss
     target = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
     (loss, terms), loss_cache = loss_forward(p, cfg, seq, target, pres, frames.shape[3:])
     out = dict(loss=loss, terms=terms, pred=seq.pred, att=seq.att, iou=iou(seq.pred, target) * pres,
-               presence=pres, glimpses=seq.glimpses, maps=sigmoid(seq.logits), state=seq.state)
+               presence=pres, glimpses=seq.glimpses, maps=sigmoid(seq.logits))
     return out, Cache(cfg, p, seq_cache, loss_cache)
 
 

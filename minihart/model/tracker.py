@@ -21,8 +21,7 @@ class Tracker:
 
     def __init__(self, params: dict, cfg):
         self.p, self.cfg = params, cfg
-        self.state = None
-        self.last = {}
+        self.state, self.last = None, {}
 
     def _batch(self, frame):
         xp = get_array_module(frame)
@@ -50,8 +49,7 @@ class Tracker:
         validate_boxes(box, "box", frame.shape[2:])
         (a, h, c), _ = init_forward(self.p, self.cfg, frame, box)
         self.state, self.single, self.hw = (a, h, c, h), single, frame.shape[2:]
-        H, W = self.hw  # made once: a copy from the host inside step could wait for the device
-        self.scale = xp.asarray([H, W, H, W], frame.dtype)
+        self.scale = xp.asarray([*self.hw] * 2, frame.dtype)  # made once: a copy in step could wait for the GPU
         self.step(frame)  # as in training, the first step sees the first frame again
         return self
 

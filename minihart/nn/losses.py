@@ -119,7 +119,7 @@ def attention_nll(att, target, w, eps, image_hw):
 
 
 def attention_loss_backward(dloss, cache: BoxLossCache):
-    """Returns ``datt (B, T, 4)`` of :func:`attention_loss_forward`."""
+    """Returns ``datt (B, T, 4)`` of :func:`attention_loss_forward` (of any :class:`BoxLossCache`)."""
     return dloss * cache.grad
 
 
