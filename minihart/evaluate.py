@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", choices=["synthetic", "kth", "kitti", "sot"],
                    help="dataset to evaluate on (default: the run's)")
     p.add_argument("--data-root", help="folder of the prepared dataset (default: the run's, or ./data/NAME)")
-    p.add_argument("--seq-len", type=number(int, 2), help="windows: time steps per sequence (default: 30; 60 for kitti)")
+    p.add_argument("--seq-len", type=number(int, 2), help="windows: time steps per sequence (30; 60 for kitti)")
     p.add_argument("--sequences", type=number(int, 1), help="windows: evaluate at most this many, spread over the set")
     p.add_argument("--batch-size", type=number(int, 1), default=16, help="sequences per forward pass")
     p.add_argument("--gif-sequence", help="real footage: the sequence drawn in tracking.gif (default: the first)")

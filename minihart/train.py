@@ -41,8 +41,8 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     "kitti": dict(preset="kitti", optimizer="rmsprop", lr=3.33e-6, batch_size=10, minutes=None,
                   epoch_steps=None, threshold=0.7, min_epochs=13, max_len=30, eval_every=500),
     # real footage (README "Real footage"): the recipe that won on the mini-set's val/ split
-    "sot": dict(preset="real", optimizer="rmsprop", lr=1e-4, batch_size=8, minutes=30.0,
-                epoch_steps=50, threshold=0.5, min_epochs=1, max_len=60, eval_every=200),
+    "sot": dict(preset="real", optimizer="adam", lr=3e-4, batch_size=8, minutes=30.0, epoch_steps=50,
+                threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)

@@ -164,3 +164,23 @@ def test_box_conversion_round_trip_of_the_tracker_object(model, tmp_path):
     np.testing.assert_allclose(2 * t1.update(small), t2.update(big), atol=0.5)
     assert from_xywh(np.array([1.0, 2, 3, 4])).tolist() == [2, 1, 4, 3]
     os.remove(ckpt)
+
+
+def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys):
+    """``track`` without --checkpoint uses minihart/weights/real.npz; on notebook 10's real clip
+    (60 frames of a validation sequence) it must beat the static first box clearly, and the
+    got10k-style object must load the same checkpoint by default."""
+    import json
+    from pathlib import Path
+    clip = Path(__file__).resolve().parents[1] / "tutorials" / "data" / "clip"
+    assert os.path.getsize(track.DEFAULT_CHECKPOINT) < 2e6
+    assert track.main(["--video", str(clip), "--out", str(tmp_path), "--no-video"]) == 0
+    capsys.readouterr()
+    r = json.loads((tmp_path / "clip.json").read_text())
+    info = sot.read_sequence(clip)
+    static = scoring.score_sequence(np.repeat(info.boxes[:1], len(info.boxes), axis=0), info.boxes, info.presence)
+    assert r["avg_iou"] > max(0.5, static["avg_iou"] + 0.1), (r["avg_iou"], static["avg_iou"])
+    tracker = track.HARTTracker(device="cpu")
+    assert tracker.cfg.name == "real" and tracker.cfg.context_attention
+    boxes, _ = tracker.track(info.images[:5], np.loadtxt(clip / "groundtruth_rect.txt", delimiter=",")[0])
+    np.testing.assert_allclose(boxes, np.loadtxt(tmp_path / "clip.txt", delimiter=",")[:5], atol=0.02)
