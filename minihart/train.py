@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -112,12 +113,14 @@ def _model_config(run):
         params, start_cfg, _ = load(run["init_from"])
     except ValueError as exc:
         raise TrainingError(f"--init-from: {exc}") from None
-    # the checkpoint's model, in this run's frame size; its channels must match
+    # the checkpoint's model in this run's frame size (and --set fields); its channels must match
     if run["channels"] and run["channels"] != start_cfg.channels:
         raise TrainingError(f"--init-from {run['init_from']!r} has {start_cfg.channels} channels, not "
                             f"--channels {run['channels']}")
-    cfg = preset(start_cfg.name, **{**start_cfg.to_dict(), "name": start_cfg.name,
-                                     "image_hw": tuple(run["frame_size"] or cfg.image_hw)})
+    try:
+        cfg = dataclasses.replace(start_cfg, **{**dict(run.get("model") or {}), "image_hw": cfg.image_hw})
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"--init-from: {exc}") from None
     return cfg, params
 
 

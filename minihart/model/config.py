@@ -60,6 +60,7 @@ class Config:
     relative_updates: bool = False
     box_reads_mask: bool = False
     loss_weights: tuple = ()
+    context_attention: bool = False
 
     def __post_init__(self):  # values no layer could use, named here rather than deep inside one
         def ints(v, low):

@@ -351,7 +351,12 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
     # absent objects have no box: a dummy one keeps IoU finite; the mask zeroes its loss
     safe = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
     lt, ct = L.tracking_loss_forward(pred, safe, pres)
-    ls, cs = L.attention_loss_forward(att, safe, pres, (H, W))
+    if cfg.context_attention:  # -log IoU of the window with the box's context window (k times the box)
+        k = cfg.init_window_scale
+        context = xp.concatenate([safe[..., :2] - (k - 1) * safe[..., 2:] / 2, k * safe[..., 2:]], axis=-1)
+        ls, cs = L.tracking_loss_forward(att, context, pres)
+    else:
+        ls, cs = L.attention_loss_forward(att, safe, pres, (H, W))
     tau = L.appearance_target(safe, att, logits.shape[2:]) * pres[..., None, None]
     la, ca = L.appearance_loss_forward(logits, tau, pres)
     if cfg.loss_weights:  # fixed weights; loss_v stays as it is
@@ -391,7 +396,8 @@ def backward(cache) -> dict:
         dterms, dv = L.adaptive_loss_backward(xp.asarray(1.0, scale.dtype), cad)
         grads["loss_v"] += dv
     dpred = L.tracking_loss_backward(dterms[0], ct) * scale
-    datt = L.attention_loss_backward(dterms[1], cs) * scale
+    datt = (L.tracking_loss_backward(dterms[1], cs) if cfg.context_attention
+            else L.attention_loss_backward(dterms[1], cs)) * scale
     dlogits = L.appearance_loss_backward(dterms[2], ca)
     for k, v in p.items():
         if is_weight(k):
