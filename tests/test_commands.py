@@ -262,3 +262,52 @@ def test_init_from_a_checkpoint_starts_from_its_parameters(run_dir, tmp_path, ca
     assert all(np.allclose(after[k], start[k], atol=1e-6) for k in start)
     assert train.main(["--init-from", ckpt, "--channels", "3", "--out", str(tmp_path / "c")] + TINY_RUN) == 2
     assert "has 1 channels, not --channels 3" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_how_it_was_meant_to_stop(tmp_path, monkeypatch):
+    """Started with --steps 6 and interrupted after its step-2 checkpoint, a run resumed without
+    --steps stops at step 6 (it used to fall back to the synthetic default of 10 minutes); a
+    flag given on resume still wins."""
+    out = str(tmp_path / "r")
+    real, calls = train.forward, {"n": 0}
+
+    def interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # step 3, after the checkpoint of step 2: as a kill would
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(train, "forward", interrupted)
+    args = ["--steps", "6", "--eval-every", "2", "--batch-size", "2", "--eval-sequences", "2", "--no-final-eval",
+            "--quiet", "--out", out]
+    assert train.main(args) == 130
+    monkeypatch.setattr(train, "forward", real)
+    assert [int(r["step"]) for r in _rows(os.path.join(out, "metrics.csv"))] == [2]
+    assert train.main(["--resume", out, "--no-final-eval", "--quiet"]) == 0
+    assert [int(r["step"]) for r in _rows(os.path.join(out, "metrics.csv"))] == [2, 4, 6]
+    assert train.main(["--resume", out, "--steps", "8", "--no-final-eval", "--quiet"]) == 0
+    assert [int(r["step"]) for r in _rows(os.path.join(out, "metrics.csv"))][-1] == 8
+
+
+def test_progress_in_a_log_file_is_one_plain_line_per_interval(tmp_path):
+    """Not a terminal: no carriage-return update per step, a line per interval (here: every update
+    with interval 0, none with a long one); a log of a real run holds no carriage return."""
+    import io
+    log = io.StringIO()
+    bar = train.Progress(10, 0, "train synthetic", disable=False, interval=0.0, stream=log)
+    for i in range(3):
+        bar.update({"loss": f"{i:.3f}"})
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and "\r" not in log.getvalue() and lines[-1].startswith("train synthetic: step 3/10")
+    quiet = io.StringIO()
+    bar = train.Progress(10, 0, "x", disable=False, interval=3600.0, stream=quiet)
+    for _ in range(5):
+        bar.update({})
+    assert quiet.getvalue() == ""
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    with open(tmp_path / "train.log", "w") as f:
+        subprocess.run([sys.executable, "-m", "minihart.train", "--steps", "3", "--eval-every", "3", "--batch-size", "2",
+                        "--eval-sequences", "2", "--no-final-eval", "--out", str(tmp_path / "r")],
+                       check=True, env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    text = (tmp_path / "train.log").read_text()
+    assert "\r" not in text and "step 3: train IoU" in text and len(text.splitlines()) < 15
