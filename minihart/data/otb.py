@@ -29,9 +29,11 @@ class Sequence(NamedTuple):
     scale: np.ndarray
 
 
-def read_groundtruth(path):
-    """Boxes ``(N, 4)`` ``[y, x, h, w]`` float32 and presence ``(N,)`` from an OTB ground-truth
-    file; ``ValueError`` naming the file and line for a malformed line."""
+def read_boxes(path):
+    """Boxes ``(N, 4)`` ``[y, x, h, w]`` float32 and presence ``(N,)`` from an ``x,y,w,h`` file
+    (commas, tabs or spaces). A line of NaN or with ``w, h <= 0`` is an absent target: presence
+    0 and the previous box (the first present box for leading absent lines). ``ValueError``
+    naming the file and line for a line that is not four numbers."""
     boxes, presence = [], []
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -39,17 +41,26 @@ def read_groundtruth(path):
             if not tok:
                 continue
             if len(tok) != 4:
-                raise ValueError(f"{path} line {n}: expected 4 numbers 'x y w h', got {len(tok)}")
-            x, y, w, h = parse_numbers(tok, f"{path} line {n}", finite=False)  # NaN: target absent
-            present = bool(np.isfinite([x, y, w, h]).all() and w > 0 and h > 0)
-            if not present and not boxes:
-                raise ValueError(f"{path} line {n}: the first box must show the target, "
-                                 f"got {line.strip()!r}")
-            boxes.append(from_xywh(np.array([x, y, w, h])) if present else boxes[-1])
+                raise ValueError(f"{path} line {n}: expected 4 numbers 'x,y,w,h', got {len(tok)}: {line.strip()!r}")
+            v = parse_numbers(tok, f"{path} line {n}", finite=False)  # NaN: target absent
+            present = bool(np.isfinite(v).all() and v[2] > 0 and v[3] > 0)
+            boxes.append(from_xywh(v) if present else None)
             presence.append(float(present))
-    if not boxes:
-        raise ValueError(f"{path}: no boxes")
+    if not any(presence):
+        raise ValueError(f"{path}: no box shows the target" if boxes else f"{path}: no boxes")
+    last = next(b for b in boxes if b is not None)
+    for i, b in enumerate(boxes):  # absent frames repeat the previous box: boxes stay valid
+        boxes[i] = last = last if b is None else b
     return np.array(boxes, np.float32), np.array(presence, np.float32)
+
+
+def read_groundtruth(path):
+    """:func:`read_boxes` of a sequence that must start with the target visible (it is tracked
+    from the first box); ``ValueError`` naming the file otherwise."""
+    boxes, presence = read_boxes(path)
+    if not presence[0]:
+        raise ValueError(f"{path} line 1: the first box must show the target")
+    return boxes, presence
 
 
 def read_image(path, channels=3, frame_hw=None):

@@ -29,9 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minihart.boxes import from_xywh
-from minihart.data.batching import TrackSet, pad_batch, parse_numbers
-from minihart.data.otb import read_image
+from minihart.data.batching import TrackSet, pad_batch
+from minihart.data.otb import read_boxes, read_image
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 FORMATS = ("otb", "got10k", "lasot")
@@ -51,31 +50,6 @@ class SequenceInfo(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- ground truth
-def read_boxes(path):
-    """Boxes ``(N, 4)`` ``[y, x, h, w]`` float32 and presence ``(N,)`` from an ``x,y,w,h`` file
-    (commas, tabs or spaces). A line of NaN or with ``w, h <= 0`` is an absent target: presence
-    0 and the previous box (the first present box for leading absent lines). ``ValueError``
-    naming the file and line for a line that is not four numbers."""
-    boxes, presence = [], []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            tok = [t for t in re.split(r"[,\s]+", line.strip()) if t]
-            if not tok:
-                continue
-            if len(tok) != 4:
-                raise ValueError(f"{path} line {n}: expected 4 numbers 'x,y,w,h', got {len(tok)}: {line.strip()!r}")
-            v = parse_numbers(tok, f"{path} line {n}", finite=False)  # NaN: target absent
-            present = bool(np.isfinite(v).all() and v[2] > 0 and v[3] > 0)
-            boxes.append(from_xywh(v) if present else None)
-            presence.append(float(present))
-    if not any(presence):
-        raise ValueError(f"{path}: no box shows the target" if boxes else f"{path}: no boxes")
-    last = next(b for b in boxes if b is not None)
-    for i, b in enumerate(boxes):  # absent frames repeat the previous box: boxes stay valid
-        boxes[i] = last = last if b is None else b
-    return np.array(boxes, np.float32), np.array(presence, np.float32)
-
-
 def read_flags(path, n):
     """``n`` 0/1 flags (one a line, GOT-10k; or one comma-separated line, LaSOT) as bool ``(n,)``;
     ``ValueError`` naming the file (and line) for another value or another count."""
