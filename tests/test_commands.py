@@ -306,8 +306,8 @@ def test_progress_in_a_log_file_is_one_plain_line_per_interval(tmp_path):
     assert quiet.getvalue() == ""
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     with open(tmp_path / "train.log", "w") as f:
-        subprocess.run([sys.executable, "-m", "minihart.train", "--steps", "3", "--eval-every", "3", "--batch-size", "2",
-                        "--eval-sequences", "2", "--no-final-eval", "--out", str(tmp_path / "r")],
+        subprocess.run([sys.executable, "-m", "minihart.train", "--steps", "3", "--eval-every", "3",
+                        "--batch-size", "2", "--eval-sequences", "2", "--no-final-eval", "--out", str(tmp_path / "r")],
                        check=True, env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     text = (tmp_path / "train.log").read_text()
     assert "\r" not in text and "step 3: train IoU" in text and len(text.splitlines()) < 15
