@@ -169,6 +169,8 @@ def main(argv=None) -> int:
         params, cfg, extra = load(ckpt)
         info = run_info(extra)
         name = args.dataset or ("sot" if args.folder else info.get("dataset", "synthetic"))
+        if args.static and name != "sot":
+            raise ValueError("--static scores whole real sequences: give --folder DIR (or a run trained on sot)")
         out = args.out or (os.path.join(args.run, "eval") if args.run else os.path.splitext(ckpt)[0] + "_eval")
         params = to_device(params, args.device)
         if name == "sot":

@@ -147,6 +147,8 @@ def test_evaluate_a_folder_whole_sequences(model, tmp_path, capsys):
     assert got == pytest.approx(expected, abs=1e-6)
     assert evaluate.main(["--checkpoint", ckpt, "--folder", str(tmp_path / "none")]) == 2
     assert "no such folder" in capsys.readouterr().err
+    assert evaluate.main(["--checkpoint", ckpt, "--static", "--dataset", "synthetic"]) == 2
+    assert "--static scores whole real sequences" in capsys.readouterr().err
 
 
 def test_box_conversion_round_trip_of_the_tracker_object(model, tmp_path):
