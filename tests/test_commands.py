@@ -193,7 +193,7 @@ def test_train_evaluate_and_track_on_the_gpu_path_of_the_cupy_emulator(run_dir, 
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("dataset", ["kth", "kitti"])
+@pytest.mark.parametrize("dataset", ["kth", "kitti", "sot"])
 def test_real_dataset_without_data_names_folder_script_and_alternative(tmp_path, capsys, dataset):
     assert train.main(["--dataset", dataset, "--data-root", str(tmp_path / "none"),
                        "--out", str(tmp_path / "x")] + TINY_RUN) == 2
