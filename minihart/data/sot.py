@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minihart.boxes import validate_boxes
 from minihart.data.batching import TrackSet, pad_batch
 from minihart.data.otb import read_boxes, read_image
 
@@ -284,6 +285,7 @@ class SOTSet(TrackSet):
         if not (self.augment and rng is not None):
             return super().gather(indices, seq_len, None, xp)
         frames, boxes, presence = pad_batch([self.augmented_window(int(i), seq_len, rng) for i in indices], seq_len)
+        validate_boxes(boxes[:, 0], f"{self.name}: the first boxes of a batch", self.image_hw)  # as TrackSet
         return self.frames_to(frames, xp), xp.asarray(boxes), xp.asarray(presence)
 
 
