@@ -44,16 +44,17 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     "sot": dict(preset="real", optimizer="adam", lr=3e-4, batch_size=8, minutes=30.0, epoch_steps=50,
                 threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6),
 }
-COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0)
+COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
+                       lr_decay="none")
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom", "box_jitter")
+             "max_stride", "max_zoom", "box_jitter", "lr_decay")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
-               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, skip_nonfinite=False,
+               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, lr_decay=None, skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
@@ -307,6 +308,7 @@ def train(args=None, **options) -> str:
             state["skipped"] += 1
             postfix = dict(skipped=state["skipped"])
         else:
+            opt.lr = run["lr"] * lr_factor(run["lr_decay"], state, steps, minutes)
             opt.step(params, grads)
             iou = iou_sum / max(scored, 1)
             acc = state["acc"]
@@ -331,6 +333,15 @@ def train(args=None, **options) -> str:
     if not state["history"] or state["history"][-1]["step"] != state["step"]:
         checkpoint()
     return out
+
+
+def lr_factor(decay, state, steps, minutes):
+    """The learning rate's factor: 1 (``none``), or ``cosine`` from 1 down to 0.05 over the run
+    (its steps, or its minutes when it is stopped by time)."""
+    if decay == "none":
+        return 1.0
+    done = state["step"] / steps if steps else state["seconds"] / (60 * minutes)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
 
 def frame_size(text):
@@ -416,6 +427,8 @@ def build_parser():
     p.add_argument("--box-jitter", type=number(float, 1),
                    help="sot: the first box is given scaled by up to J and shifted, so the tracker learns to "
                         "find the object's extent (default 1: exact)")
+    p.add_argument("--lr-decay", choices=["none", "cosine"],
+                   help="the learning rate over the run: constant (default) or cosine down to 5%% at its end")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")

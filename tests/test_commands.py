@@ -223,7 +223,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(run_dir, 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     args = [sys.executable, "-m", "minihart.train", "--steps", "12", "--eval-every", "2", "--batch-size", "2",
-            "--eval-sequences", "4", "--no-final-eval", "--quiet"]
+            "--eval-sequences", "4", "--lr-decay", "cosine", "--no-final-eval", "--quiet"]  # the rate moves each step
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     subprocess.run(args + ["--out", full], check=True, env=env, cwd=ROOT, capture_output=True)
@@ -247,6 +247,15 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     a, _, _ = load(os.path.join(killed, "last.npz"))
     b, _, _ = load(os.path.join(full, "last.npz"))
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_cosine_decay_of_the_learning_rate_over_steps_or_minutes():
+    """--lr-decay cosine: the factor falls from 1 to 0.05 along the run (its steps, or its minutes
+    for a run stopped by time), half way through it is (1 + 0.05) / 2; none keeps 1."""
+    assert train.lr_factor("none", dict(step=7, seconds=9.0), 10, None) == 1.0
+    at = [train.lr_factor("cosine", dict(step=s, seconds=0.0), 10, None) for s in (0, 5, 10, 20)]
+    assert at == pytest.approx([1.0, 0.525, 0.05, 0.05])
+    assert train.lr_factor("cosine", dict(step=3, seconds=45.0), None, 1.5) == pytest.approx(0.525)
 
 
 def test_init_from_a_checkpoint_starts_from_its_parameters(run_dir, tmp_path, capsys):

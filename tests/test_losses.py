@@ -92,6 +92,27 @@ def test_tracking_loss_values(xp):
     assert not np.any(asnumpy(tracking_loss_backward(xp.asarray(1.0), cache)))
 
 
+def test_centre_term_known_values_and_gradient_when_disjoint(xp):
+    """DIoU's centre term: |c_p - c_t|^2 / diag^2 of the enclosing box, added to -log IoU; it
+    pulls a disjoint box (where -log IoU has no gradient) towards the target, and its gradient
+    passes the float64 finite-difference check, the disjoint pair and an absent step included."""
+    target = xp.asarray(np.array([[[0.0, 0, 2, 2], [0, 0, 2, 2]]]))
+    pred = xp.asarray(np.array([[[0.0, 0, 2, 2], [4, 6, 2, 2]]]))  # perfect; disjoint, centres 4 and 6 apart
+    presence = xp.asarray(np.array([[1.0, 1.0]]))
+    loss, cache = tracking_loss_forward(pred, target, presence, centre=True)
+    assert float(loss) == pytest.approx((0 + -np.log(1e-4) + (16 + 36) / (6 ** 2 + 8 ** 2)) / 2)
+    grad = asnumpy(tracking_loss_backward(xp.asarray(1.0), cache))
+    assert np.all(grad[0, 0] == 0) and grad[0, 1, 0] > 0 and grad[0, 1, 1] > 0  # moving up-left lowers it
+    g = np.random.default_rng(3)
+    a, b = overlapping_pairs(g, (3, 4))
+    a[0, 0, :2] += 3 * a[0, 0, 2:] + 1  # one disjoint pair
+    p = np.ones((3, 4))
+    p[2, 3] = 0
+    inputs = dict(pred=xp.asarray(a), target=xp.asarray(b), presence=xp.asarray(p))
+    errs = check(lambda **k: tracking_loss_forward(**k, centre=True), tracking_loss_backward, inputs, wrt=["pred"])
+    assert errs["pred"] < 1e-7, errs
+
+
 def test_attention_loss_values(xp):
     H, W = HW
     target = xp.asarray(np.array([[[2.0, 3, 2, 2], [2, 3, 2, 2], [2, 3, 2, 2], [0, 0, 0, 0]]]))

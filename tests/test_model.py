@@ -30,12 +30,14 @@ def _data(rng, B=2, T=3, C=2, H=12, W=14):
     return frames, boxes, presence
 
 
-@pytest.mark.parametrize("variant", ["paper", "context"])
+@pytest.mark.parametrize("variant", ["paper", "context", "centre"])
 def test_end_to_end_gradient_check_float64(xp, rng, variant):
     """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
     Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``context``: the
-    attention loss against the object's context window (``context_attention``)."""
-    cfg = TINY.__class__(**{**TINY.to_dict(), "context_attention": variant == "context"})
+    attention loss against the object's context window (``context_attention``); ``centre``: that
+    and DIoU's centre term in both box losses (``centre_loss``)."""
+    cfg = TINY.__class__(**{**TINY.to_dict(), "context_attention": variant != "paper",
+                            "centre_loss": variant == "centre"})
     params = {k: v.astype(np.float64) for k, v in init_params(cfg, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
         if k.endswith(".b") or k in ("att2.W", "box2.W"):

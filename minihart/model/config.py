@@ -36,7 +36,8 @@ class Config:
     first box scaled by this about its centre (context around the object); l2: beta of eq. (9);
     context_attention: the attention loss is ``-log IoU`` (as eq. 10) with the object's context window
     (the box enlarged ``init_window_scale`` times), not eq. (11), under which any window between
-    the box and the whole frame is equally good (a growing window loses nothing).
+    the box and the whole frame is equally good (a growing window loses nothing); centre_loss: eq. (10)
+    and the context window's loss add DIoU's centre term, which has a gradient when the boxes are disjoint.
     """
     name: str
     channels: int
@@ -53,6 +54,7 @@ class Config:
     l2: float = 1e-4
     image_hw: tuple = (120, 160)  # the frame size the preset is trained on (data default)
     context_attention: bool = False
+    centre_loss: bool = False
 
     def __post_init__(self):  # values no layer could use, named here rather than deep inside one
         def ints(v, low):

@@ -371,8 +371,9 @@ def loss_forward(p, cfg, seq: Sequence, target, pres, image_hw):
     the frames' ``(H, W)``. Returns ``(loss, terms)`` and a :class:`LossCache`."""
     xp = get_array_module(seq.pred)
     B, T = pres.shape
-    lt, ct = L.tracking_loss_forward(seq.pred, target, pres)
-    ls, cs = (L.tracking_loss_forward(seq.att, context_window(target, cfg.init_window_scale), pres)
+    lt, ct = L.tracking_loss_forward(seq.pred, target, pres, centre=cfg.centre_loss)
+    context = context_window(target, cfg.init_window_scale)
+    ls, cs = (L.tracking_loss_forward(seq.att, context, pres, centre=cfg.centre_loss)
               if cfg.context_attention else L.attention_loss_forward(seq.att, target, pres, image_hw))
     tau = L.appearance_target(target, seq.att, seq.logits.shape[2:]) * pres[..., None, None]
     la, ca = L.appearance_loss_forward(seq.logits, tau, pres)

@@ -52,8 +52,9 @@ class BoxLossCache(NamedTuple):
     grad: object   # d loss / d boxes (..., 4), presence weights included
 
 
-def tracking_loss_forward(pred, target, presence, eps=1e-4):
-    """Tracking loss, eq. (10): mean over present steps of ``-log(clip(IoU(pred, target), eps, 1))``.
+def tracking_loss_forward(pred, target, presence, eps=1e-4, centre=False):
+    """Tracking loss, eq. (10): mean over present steps of ``-log(clip(IoU(pred, target), eps, 1))``,
+    plus with ``centre`` the :func:`centre_penalty`, which still pulls a disjoint box back.
 
     Args: pred, target ``(B, T, 4)`` boxes in pixels (any leading dims); presence ``(B, T)``.
     Returns: loss ``()`` and a :class:`BoxLossCache`: the gradient is computed with the loss
@@ -63,7 +64,24 @@ def tracking_loss_forward(pred, target, presence, eps=1e-4):
     _check_boxes("tracking_loss_forward", pred=pred, target=target)
     w = _presence_weights(presence, pred.shape[:-1], pred.dtype, "tracking_loss_forward")
     loss, dpred = iou_nll(pred, target, w, eps)
+    if centre:
+        pen, dpen = centre_penalty(pred, target, w)
+        loss, dpred = loss + pen, dpred + dpen
     return loss.sum(), BoxLossCache(dpred)
+
+
+def centre_penalty(pred, target, w):
+    """DIoU's term (Zheng et al., AAAI 2020) ``w * |c_pred - c_target|^2 / diag^2`` per box ``(...)``,
+    ``diag`` the diagonal of the smallest box enclosing both, and its gradient ``(..., 4)``. It lies
+    in [0, 1), does not depend on the scale, and has a gradient where the IoU has none."""
+    xp = get_array_module(pred)
+    d = pred[..., :2] + pred[..., 2:] / 2 - target[..., :2] - target[..., 2:] / 2
+    p_end, t_end = pred[..., :2] + pred[..., 2:], target[..., :2] + target[..., 2:]
+    e = xp.maximum(p_end, t_end) - xp.minimum(pred[..., :2], target[..., :2])
+    rho2, c2 = (d * d).sum(-1, keepdims=True), (e * e).sum(-1, keepdims=True) + 1e-9
+    dd, de = 2 * d / c2 * w[..., None], -2 * rho2 * e / (c2 * c2) * w[..., None]
+    de_end, de_start = de * (p_end >= t_end), -de * (pred[..., :2] < target[..., :2])
+    return (rho2 / c2)[..., 0] * w, xp.concatenate([dd + de_end + de_start, dd / 2 + de_end], axis=-1)
 
 
 @fusable
