@@ -32,7 +32,7 @@ from minihart.backend import array_module, asnumpy, to_device
 from minihart.cli import keep_freed_memory, number
 from minihart.gradcheck import rel_error
 from minihart.model import Tracker, backward, forward, init_params, preset, sample_noise
-from minihart.model.flops import model_flops
+from minihart.flops import model_flops
 from minihart.model.hart import validate_inputs
 from minihart.optim import RMSProp
 

@@ -1,6 +1,6 @@
-"""The analytic FLOP count of the model (minihart/model/flops.py), by hand."""
+"""The analytic FLOP count of the model (minihart/flops.py), by hand."""
 from minihart.model import preset
-from minihart.model.flops import frame_flops, model_flops
+from minihart.flops import frame_flops, model_flops
 
 
 def test_flop_count_by_hand():

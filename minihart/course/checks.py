@@ -649,7 +649,7 @@ def ex09_3(glimpse_flop_share, dominant_part):
     """``glimpse_flop_share``: the glimpse's share of the FLOPs of one ``kitti`` tracking step
     (``frame_flops``); ``dominant_part``: ``"glimpse"``, ``"V1"`` or ``"the rest"``."""
     from minihart.model import preset
-    from minihart.model.flops import frame_flops
+    from minihart.flops import frame_flops
     ex = "09.3"
     _need(ex, glimpse_flop_share=glimpse_flop_share, dominant_part=dominant_part)
     cfg = preset("kitti")

@@ -62,7 +62,7 @@ import time
 
 import numpy as np
 
-from minihart.model.flops import frame_flops
+from minihart.flops import frame_flops
 from minihart.nn.attention import glimpse_forward
 
 
