@@ -45,16 +45,17 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
                 threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
-                       lr_decay="none")
+                       lr_decay="none", ema=0.0)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom", "box_jitter", "lr_decay")
+             "max_stride", "max_zoom", "box_jitter", "lr_decay", "ema")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
-               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, lr_decay=None, skip_nonfinite=False,
+               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, lr_decay=None, ema=None,
+               skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
@@ -75,9 +76,10 @@ def _write_csv(path, history):
     os.replace(tmp, path)
 
 
-def _save(path, params, cfg, opt, run, state):
+def _save(path, params, cfg, opt, run, state, ema=None):
     sd = opt.state_dict()
     extra = {f"opt/{k}": asnumpy(v) for k, v in sd["slots"].items()}
+    extra.update({f"ema/{k}": v for k, v in (ema or {}).items()})
     extra["opt_meta"] = json.dumps({"t": sd["t"], "lr": sd["lr"]})
     extra["run"] = json.dumps(run)
     extra["state"] = json.dumps(state)
@@ -97,7 +99,8 @@ def _load_run(run_dir, device):
     meta = json.loads(str(extra["opt_meta"]))
     opt.load_state_dict({"t": meta["t"], "lr": meta["lr"],
                          "slots": {k[4:]: to_device(v, device) for k, v in extra.items() if k.startswith("opt/")}})
-    return to_device(params, device), cfg, opt, run, state
+    ema = {k[4:]: to_device(v, device) for k, v in extra.items() if k.startswith("ema/")} or None
+    return to_device(params, device), cfg, opt, run, state, ema
 
 
 def _model_config(run):
@@ -222,7 +225,7 @@ def train(args=None, **options) -> str:
     device = resolve_device(opts["device"])
     xp = array_module(device)
     if opts["resume"]:
-        params, cfg, opt, run, state = _load_run(opts["resume"], device)
+        params, cfg, opt, run, state, ema = _load_run(opts["resume"], device)
         out = opts["resume"]
         run["skip_nonfinite"] = run["skip_nonfinite"] or opts["skip_nonfinite"]
         for flag in ("dataset", "difficulty") + RUN_FLAGS:  # silently ignoring them would surprise
@@ -240,6 +243,7 @@ def train(args=None, **options) -> str:
     else:
         params, cfg, opt, run, state = _new_run(opts)
         params = to_device(params, device)
+        ema = {k: v.copy() for k, v in params.items()} if run["ema"] else None
         out = opts["out"] or os.path.join("runs", f"{opts['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
         if os.path.exists(os.path.join(out, "last.npz")):
             raise TrainingError(f"{out!r} already holds a run; continue it with --resume {out} or pick another --out")
@@ -260,16 +264,16 @@ def train(args=None, **options) -> str:
         n = max(acc.get("n", 0), 1)
         row = {k: acc.get(k, 0.0) / n for k in METRICS[2:11]}
         row.update(step=state["step"], seq_len=cur.seq_len, skipped=state["skipped"],
-                   test_iou=evaluate_during_training(params, cfg, test_set, run, xp),
+                   test_iou=evaluate_during_training(ema or params, cfg, test_set, run, xp),
                    seconds=round(state["seconds"], 1))
         state["history"].append(row)
         state["acc"] = {}
         state.update(curriculum=vars(cur), rng=rng.bit_generator.state)
         is_best = row["test_iou"] > state["best"]
         state["best"] = max(state["best"], row["test_iou"])
-        _save(os.path.join(out, "last.npz"), params, cfg, opt, run, state)
-        if is_best:
-            _save(os.path.join(out, "best.npz"), params, cfg, opt, run, state)
+        _save(os.path.join(out, "last.npz"), params, cfg, opt, run, state, ema)
+        if is_best:  # the parameters that were scored: with --ema, the average
+            _save(os.path.join(out, "best.npz"), ema or params, cfg, opt, run, state)
         _write_csv(os.path.join(out, "metrics.csv"), state["history"])
         from minihart.viz import plot_history  # noqa: PLC0415
         plot_history(state["history"], os.path.join(out, "training.png"))
@@ -310,6 +314,11 @@ def train(args=None, **options) -> str:
         else:
             opt.lr = run["lr"] * lr_factor(run["lr_decay"], state, steps, minutes)
             opt.step(params, grads)
+            if ema is not None:  # Polyak averaging; early on the average forgets its start faster
+                d = min(run["ema"], (1 + state["step"]) / (10 + state["step"]))
+                for k, v in params.items():
+                    ema[k] *= d
+                    ema[k] += (1 - d) * v
             iou = iou_sum / max(scored, 1)
             acc = state["acc"]
             values = dict(zip(terms, read[4:].tolist()))
@@ -429,6 +438,9 @@ def build_parser():
                         "find the object's extent (default 1: exact)")
     p.add_argument("--lr-decay", choices=["none", "cosine"],
                    help="the learning rate over the run: constant (default) or cosine down to 5%% at its end")
+    p.add_argument("--ema", type=number(float, 0, 0.9999),
+                   help="evaluate and keep as best.npz an exponential moving average of the parameters with "
+                        "this decay (e.g. 0.999; default 0: the parameters themselves)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")

@@ -223,7 +223,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(run_dir, 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     args = [sys.executable, "-m", "minihart.train", "--steps", "12", "--eval-every", "2", "--batch-size", "2",
-            "--eval-sequences", "4", "--lr-decay", "cosine", "--no-final-eval", "--quiet"]  # the rate moves each step
+            "--eval-sequences", "4", "--lr-decay", "cosine", "--ema", "0.9", "--no-final-eval",
+            "--quiet"]  # the rate moves each step, and the average of the parameters is kept
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     subprocess.run(args + ["--out", full], check=True, env=env, cwd=ROOT, capture_output=True)
@@ -244,9 +245,13 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     subprocess.run(args[:3] + ["--resume", killed, "--steps", "12", "--no-final-eval", "--quiet"],
                    check=True, env=env, cwd=ROOT, capture_output=True)
     assert _rows(metrics) == _rows(os.path.join(full, "metrics.csv"))
-    a, _, _ = load(os.path.join(killed, "last.npz"))
-    b, _, _ = load(os.path.join(full, "last.npz"))
-    assert all(np.array_equal(a[k], b[k]) for k in a)
+    for name in ("last.npz", "best.npz"):
+        a, _, extra_a = load(os.path.join(killed, name))
+        b, _, extra_b = load(os.path.join(full, name))
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+        assert all(np.array_equal(extra_a[k], extra_b[k]) for k in extra_a if k.startswith("ema/"))
+    params, _, extra = load(os.path.join(full, "last.npz"))
+    assert any(not np.array_equal(extra[f"ema/{k}"], params[k]) for k in params)  # an average, not a copy
 
 
 def test_cosine_decay_of_the_learning_rate_over_steps_or_minutes():
