@@ -42,7 +42,8 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
                   epoch_steps=None, threshold=0.7, min_epochs=13, max_len=30, eval_every=500),
     # real footage (README "Real footage"): the recipe that won on the mini-set's val/ split
     "sot": dict(preset="real", optimizer="adam", lr=3e-4, batch_size=8, minutes=30.0, epoch_steps=50,
-                threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6),
+                threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6, lr_decay="cosine",
+                ema=0.999),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        lr_decay="none", ema=0.0)
@@ -437,10 +438,11 @@ def build_parser():
                    help="sot: the first box is given scaled by up to J and shifted, so the tracker learns to "
                         "find the object's extent (default 1: exact)")
     p.add_argument("--lr-decay", choices=["none", "cosine"],
-                   help="the learning rate over the run: constant (default) or cosine down to 5%% at its end")
+                   help="the learning rate over the run: constant (default) or cosine down to 5%% at its end "
+                        "(sot's default)")
     p.add_argument("--ema", type=number(float, 0, 0.9999),
                    help="evaluate and keep as best.npz an exponential moving average of the parameters with "
-                        "this decay (e.g. 0.999; default 0: the parameters themselves)")
+                        "this decay (sot's default 0.999; otherwise 0: the parameters themselves)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")
