@@ -238,6 +238,8 @@ def train(args=None, **options) -> str:
         if opts["alexnet"]:
             raise TrainingError("--alexnet initialises a new run; a resumed run continues from its checkpoint")
         run["data_root"] = opts["data_root"] or run["data_root"]
+        run.setdefault("lr_decay", "none")  # runs made before the decay and the average existed had neither
+        run.setdefault("ema", 0.0)
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))

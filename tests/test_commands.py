@@ -254,6 +254,26 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert any(not np.array_equal(extra[f"ema/{k}"], params[k]) for k in params)  # an average, not a copy
 
 
+def test_a_run_made_before_the_decay_and_the_average_resumes_without_them(tmp_path, monkeypatch):
+    """A checkpoint whose run has no ``lr_decay`` / ``ema`` (made before they existed) resumes at a
+    constant rate and without an average, even for a dataset whose defaults now use both."""
+    import json
+    out = str(tmp_path / "old")
+    assert train.main(["--steps", "2", "--eval-every", "2", "--batch-size", "2", "--eval-sequences", "2",
+                       "--no-final-eval", "--quiet", "--out", out]) == 0
+    params, cfg, extra = load(os.path.join(out, "last.npz"))
+    run = json.loads(str(extra["run"]))
+    del run["lr_decay"], run["ema"]
+    extra["run"] = np.array(json.dumps(run))
+    from minihart.checkpoint import save
+    save(os.path.join(out, "last.npz"), params, cfg, **extra)
+    monkeypatch.setitem(train.DEFAULTS, "synthetic", {**train.DEFAULTS["synthetic"], "lr_decay": "cosine",
+                                                       "ema": 0.999})  # as sot's defaults
+    assert train.main(["--resume", out, "--steps", "4", "--no-final-eval", "--quiet"]) == 0
+    run = json.loads(str(load(os.path.join(out, "last.npz"))[2]["run"]))
+    assert run["lr_decay"] == "none" and run["ema"] == 0.0
+
+
 def test_cosine_decay_of_the_learning_rate_over_steps_or_minutes():
     """--lr-decay cosine: the factor falls from 1 to 0.05 along the run (its steps, or its minutes
     for a run stopped by time), half way through it is (1 + 0.05) / 2; none keeps 1."""
