@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from minihart.backend import array_module, asnumpy, resolve_device, to_device
+from minihart.backend import array_module, asnumpy, get_array_module, resolve_device, to_device
 from minihart.checkpoint import atomic_savez, load, save  # noqa: F401  (atomic_savez: re-exported for tests)
 from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import Curriculum, DatasetNotPrepared
@@ -46,16 +46,17 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
                 ema=0.999),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
-                       lr_decay="none", ema=0.0)
+                       lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom", "box_jitter", "lr_decay", "ema")
+             "max_stride", "max_zoom", "box_jitter", "lr_decay", "ema", "kick", "kick_prob")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
                max_len=None, max_stride=None, max_zoom=None, box_jitter=None, lr_decay=None, ema=None,
+               kick=None, kick_prob=None,
                skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
@@ -200,6 +201,20 @@ class Progress:
             self.bar.close()
 
 
+def window_kicks(rng, boxes, presence, image_hw, size, prob):
+    """``--kick``: at a random ``prob`` of the steps the next attention window is moved by up to ``size``
+    times the object's height and width and made larger or smaller by as much (about its centre), so
+    that the model learns to bring a misplaced window back onto the object, as it must after its own
+    errors on a long sequence. ``boxes (B, T, 4)`` pixels, ``presence (B, T)``; returns ``T`` kicks
+    ``(B, 4)`` in the attention's units (the frame's height and width), zero where the object is absent."""
+    xp = get_array_module(boxes)
+    B, T = boxes.shape[:2]
+    u = xp.asarray((rng.uniform(-size, size, (B, T, 4)) * (rng.random((B, T, 1)) < prob)).astype(boxes.dtype))
+    hw = boxes[..., 2:] * presence[..., None] / xp.asarray(image_hw, boxes.dtype)
+    kick = xp.concatenate([(u[..., :2] - u[..., 2:] / 2) * hw, u[..., 2:] * hw], axis=-1)
+    return [kick[:, t] for t in range(T)]
+
+
 def evaluate_during_training(params, cfg, test_set, run, xp):
     """The held-out score that picks ``best.npz``: for real footage (``sot``) the average IoU over
     whole validation sequences (first box to last frame, the measure the README reports), else
@@ -296,6 +311,10 @@ def train(args=None, **options) -> str:
         # boxes checked on the host: forward and backward never wait for the GPU
         frames, boxes, presence = train_set.batch(rng, B, T, xp)
         noise = sample_noise(cfg, rng, len(frames), T, xp)
+        if run["kick"]:
+            for step_noise, kick in zip(noise, window_kicks(rng, boxes, presence, frames.shape[-2:], run["kick"],
+                                                                run["kick_prob"])):
+                step_noise["kick"] = kick
         out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
         grads, norm = clip_by_global_norm(backward(cache), run["clip"])
         # the step's one device-to-host transfer: everything the loop reads, in one array
@@ -403,7 +422,7 @@ def build_parser():
                    help="frame size the model sees (frames and boxes are resized to it; default: the preset's)")
     p.add_argument("--set", dest="model", type=model_setting, action="append", metavar="FIELD=VALUE",
                    help="change a field of the preset's model configuration (repeatable), e.g. "
-                        "--set relative_updates=true --set glimpse_hw=40,40 (see minihart/model/config.py)")
+                        "--set centre_loss=true --set glimpse_hw=40,40 (see minihart/model/config.py)")
     p.add_argument("--init-from", metavar="CKPT",
                    help="start from the parameters (and model) of this checkpoint, e.g. a synthetic run's best.npz")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
@@ -445,6 +464,10 @@ def build_parser():
     p.add_argument("--ema", type=number(float, 0, 0.9999),
                    help="evaluate and keep as best.npz an exponential moving average of the parameters with "
                         "this decay (sot's default 0.999; otherwise 0: the parameters themselves)")
+    p.add_argument("--kick", type=number(float, 0, 1),
+                   help="at some steps move the next attention window by up to this fraction of the object's size "
+                        "(and resize it as much), so the model learns to recover a misplaced window (default 0: off)")
+    p.add_argument("--kick-prob", type=number(float, 0, 1), help="the fraction of steps kicked (default 0.1)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")

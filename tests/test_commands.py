@@ -223,8 +223,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(run_dir, 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     args = [sys.executable, "-m", "minihart.train", "--steps", "12", "--eval-every", "2", "--batch-size", "2",
-            "--eval-sequences", "4", "--lr-decay", "cosine", "--ema", "0.9", "--no-final-eval",
-            "--quiet"]  # the rate moves each step, and the average of the parameters is kept
+            "--eval-sequences", "4", "--lr-decay", "cosine", "--ema", "0.9", "--kick", "0.3", "--kick-prob", "0.5",
+            "--no-final-eval", "--quiet"]  # the rate moves each step, the parameters' average is kept, windows kicked
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     subprocess.run(args + ["--out", full], check=True, env=env, cwd=ROOT, capture_output=True)

@@ -8,6 +8,7 @@ from minihart.backend import get_array_module
 from minihart.gradcheck import check
 from minihart.model import Config, Tracker, backward, count_params, forward, init_params, preset, sample_noise
 from minihart.model.params import v1_shapes
+from minihart.train import window_kicks
 
 TINY = Config("tiny", 2, (8, 10), (
     ("conv", 4, 3, 1, (1, 1, 0, 2), 1), ("elu",), ("lrn",), ("pool", 2, 2),
@@ -30,14 +31,15 @@ def _data(rng, B=2, T=3, C=2, H=12, W=14):
     return frames, boxes, presence
 
 
-@pytest.mark.parametrize("variant", ["paper", "context", "centre"])
+@pytest.mark.parametrize("variant", ["paper", "context", "centre", "object"])
 def test_end_to_end_gradient_check_float64(xp, rng, variant):
     """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
     Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``context``: the
     attention loss against the object's context window (``context_attention``); ``centre``: that
-    and DIoU's centre term in both box losses (``centre_loss``)."""
+    and DIoU's centre term in both box losses (``centre_loss``), with kicked windows; ``object``: the
+    context loss, and the box read out from the object's part of the window (``box_from_object``)."""
     cfg = TINY.__class__(**{**TINY.to_dict(), "context_attention": variant != "paper",
-                            "centre_loss": variant == "centre"})
+                            "centre_loss": variant == "centre", "box_from_object": variant == "object"})
     params = {k: v.astype(np.float64) for k, v in init_params(cfg, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
         if k.endswith(".b") or k in ("att2.W", "box2.W"):
@@ -45,6 +47,9 @@ def test_end_to_end_gradient_check_float64(xp, rng, variant):
     params = {k: xp.asarray(v) for k, v in params.items()}
     frames, boxes, presence = (xp.asarray(a) for a in _data(rng))
     noise = sample_noise(TINY.__class__(**{**TINY.to_dict(), "zoneout": 0.3}), rng, 2, 3, xp)
+    if variant == "centre":  # and the windows kicked (train --kick): constants added to a_{t+1}
+        for t, kick in enumerate(window_kicks(rng, boxes, presence, (12, 14), 0.4, 1.0)):
+            noise[t]["kick"] = kick
 
     def fwd(**p):
         out, cache = forward(p, cfg, frames, boxes, presence, noise)
@@ -53,12 +58,14 @@ def test_end_to_end_gradient_check_float64(xp, rng, variant):
     def bwd(dout, cache):
         return {k: float(dout) * v for k, v in backward(cache).items()}
 
-    small = [k for k, v in params.items() if v.size <= 60]
+    # the DFN's gradients are ~1e-3 of a loss of ~3: h = 1e-6 would leave float64 round-off (~1e-9)
+    # at 1e-6 of them (with the kicks, 1.5e-6 at h = 1e-6, 1.8e-7 at 1e-5), so they take h = 1e-5
+    small = [k for k, v in params.items() if v.size <= 60 and not k.startswith("dfn")]
+    dfn_small = [k for k, v in params.items() if v.size <= 60 and k.startswith("dfn")]
     large = [k for k, v in params.items() if v.size > 60]
     errs = check(fwd, bwd, params, wrt=small, max_elements=60)  # every element
-    # random directions; a larger step, since the DFN gradients are ~1e-3 of a loss of ~3 and
-    # h = 1e-6 would leave float64 round-off (~1e-9) at 1e-6 of them
-    errs.update(check(fwd, bwd, params, wrt=large, max_elements=60, n_directions=3, h=1e-5))
+    errs.update(check(fwd, bwd, params, wrt=dfn_small, max_elements=60, h=1e-5))
+    errs.update(check(fwd, bwd, params, wrt=large, max_elements=60, n_directions=3, h=1e-5))  # random directions
     worst = max(errs, key=errs.get)
     assert errs[worst] < 1e-6, (worst, errs[worst])
     assert len(errs) == len(params)
@@ -209,3 +216,26 @@ def test_training_and_tracking_steps_never_wait_for_the_device(rng, emulator):
         RMSProp().step(params, grads)
         box = tracker.step(frames[:, 1])
     assert all(get_array_module(v) is not np for v in [out["loss"], norm, box, *grads.values()])
+
+
+def test_a_kick_moves_the_next_window_by_itself_and_stays_within_the_object_s_size(rng):
+    """train --kick: each kick (B, 4) is added to a_{t+1} as it is; it moves the window's centre by at
+    most ``size`` times the object's height and width and resizes it by as much, at about ``prob`` of
+    the steps, never where the object is absent."""
+    frames, boxes, presence = _data(rng, B=2, T=3)
+    params = init_params(TINY, rng)
+    kicks = window_kicks(rng, boxes, presence, (12, 14), 0.5, 1.0)
+    noise = sample_noise(TINY, rng, 2, 3)
+    plain, _ = forward(params, TINY, frames, boxes, presence, noise)
+    noise[0]["kick"] = kicks[0]
+    kicked, _ = forward(params, TINY, frames, boxes, presence, noise)
+    assert np.allclose(kicked["att"][:, 1] - plain["att"][:, 1], kicks[0] * [12, 14, 12, 14])
+    assert np.array_equal(kicked["att"][:, 0], plain["att"][:, 0])
+    many = np.stack(window_kicks(rng, np.tile(boxes, (200, 1, 1)), np.tile(presence, (200, 1)), (12, 14), 0.5, 0.3))
+    size = np.tile(boxes, (200, 1, 1)).transpose(1, 0, 2)[..., 2:] / [12, 14]  # (T, B, 2)
+    centre_shift = many[..., :2] + many[..., 2:] / 2
+    assert np.all(np.abs(centre_shift) <= 0.5 * size + 1e-12) and np.all(np.abs(many[..., 2:]) <= 0.5 * size + 1e-12)
+    assert np.all(many[2, 1::2] == 0)  # presence[1, 2] == 0: the tiled odd rows are absent there
+    present = np.tile(presence, (200, 1)).T > 0
+    assert 0.25 < np.mean(np.any(many != 0, axis=-1)[present]) < 0.35
+    assert not np.any(np.stack(window_kicks(rng, boxes, presence, (12, 14), 0.5, 0.0)))

@@ -37,7 +37,9 @@ class Config:
     context_attention: the attention loss is ``-log IoU`` (as eq. 10) with the object's context window
     (the box enlarged ``init_window_scale`` times), not eq. (11), under which any window between
     the box and the whole frame is equally good (a growing window loses nothing); centre_loss: eq. (10)
-    and the context window's loss add DIoU's centre term, which has a gradient when the boxes are disjoint.
+    and the context window's loss add DIoU's centre term, which has a gradient when the boxes are disjoint;
+    box_from_object: eq. (8) adds the box correction to the window shrunk ``init_window_scale`` times (the
+    object's part of it), not to the window itself.
     """
     name: str
     channels: int
@@ -55,6 +57,7 @@ class Config:
     image_hw: tuple = (120, 160)  # the frame size the preset is trained on (data default)
     context_attention: bool = False
     centre_loss: bool = False
+    box_from_object: bool = False
 
     def __post_init__(self):  # values no layer could use, named here rather than deep inside one
         def ints(v, low):

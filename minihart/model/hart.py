@@ -206,7 +206,8 @@ class StepCache(NamedTuple):
 def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
     """One recurrent step (eqs. 2-8) on ``frame (B, C, H, W)`` from attention ``a (B, 4)``, the
     LSTM state ``h, c`` and the appearance ``alpha``. ``noise``: None (evaluation) or a dict with
-    the step's ``drop`` (dropout keep-mask), ``zh``, ``zc`` (zoneout keep-old masks).
+    the step's ``drop`` (dropout keep-mask), ``zh``, ``zc`` (zoneout keep-old masks) and optionally
+    ``kick (B, 4)``, a constant added to ``a_{t+1}`` (training moves the window; no gradient).
     Returns a :class:`StepOut` and a :class:`StepCache`."""
     xp, B = get_array_module(frame), frame.shape[0]
     noise = noise or dict(drop=None, zh=None, zc=None)
@@ -224,8 +225,10 @@ def step_forward(p, cfg, frame, a, h, c, alpha, noise=None):
     q, b1c = dense_forward(p, "box1", h, "elu")
     d_box, b2c = dense_forward(p, "box2", q, "tanh")
     gain = xp.tanh(p["att_gain"])
-    out = StepOut(a_next=a + gain * d_att, h=h, c=c, pred=a + d_box, logits=logits[:, 0], g=g,
-                  filters=filters)                                    # eqs. (7), (8)
+    # eq. (8) from the window or (box_from_object) its object part, as the reference's att_pred_bbox_wo_bias
+    base = context_window(a, 1 / cfg.init_window_scale) if cfg.box_from_object else a
+    out = StepOut(a_next=a + gain * d_att + noise.get("kick", 0), h=h, c=c, pred=base + d_box, logits=logits[:, 0],
+                  g=g, filters=filters)                                    # eqs. (7), (8)
     return out, StepCache(app, dorsal, loc, s, nu, fc, lc, mc, (a1c, a2c), (b1c, b2c), d_att, gain)
 
 
@@ -234,7 +237,8 @@ def step_backward(d: StepOut, da_loss, cache: StepCache, cfg, grads):
     ``g`` is unused), ``da_loss`` that of ``a`` from the attention loss.
     Returns ``(da, dh_prev, dc_prev, dalpha)``."""
     k, n = cache, cfg.n_units
-    da = da_loss + d.pred + d.a_next
+    dbase = context_window_backward(d.pred, 1 / cfg.init_window_scale) if cfg.box_from_object else d.pred
+    da = da_loss + dbase + d.a_next
     dq = dense_backward(d.pred, k.box[1], grads)
     dh = d.h + dense_backward(dq, k.box[0], grads)
     grads["att_gain"] += (d.a_next * k.d_att).sum().reshape(1) * (1 - k.gain ** 2)
@@ -289,6 +293,12 @@ def context_window(box, k):
     """Boxes ``(..., 4)`` enlarged ``k`` times about their centres: the object and its context."""
     xp = get_array_module(box)
     return xp.concatenate([box[..., :2] - (k - 1) * box[..., 2:] / 2, k * box[..., 2:]], axis=-1)
+
+
+def context_window_backward(dout, k):
+    """Gradient of :func:`context_window` with respect to its boxes."""
+    xp = get_array_module(dout)
+    return xp.concatenate([dout[..., :2], k * dout[..., 2:] - (k - 1) * dout[..., :2] / 2], axis=-1)
 
 
 def init_backward(da, dh, dc, cache: InitCache, grads):
