@@ -43,7 +43,7 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     # real footage (README "Real footage"): the recipe that won on the mini-set's val/ split
     "sot": dict(preset="real", optimizer="adam", lr=3e-4, batch_size=8, minutes=30.0, epoch_steps=50,
                 threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6, lr_decay="cosine",
-                ema=0.999),
+                ema=0.999, kick=0.5),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1)
@@ -253,8 +253,9 @@ def train(args=None, **options) -> str:
         if opts["alexnet"]:
             raise TrainingError("--alexnet initialises a new run; a resumed run continues from its checkpoint")
         run["data_root"] = opts["data_root"] or run["data_root"]
-        run.setdefault("lr_decay", "none")  # runs made before the decay and the average existed had neither
+        run.setdefault("lr_decay", "none")  # runs made before the decay, the average and the kicks had none
         run.setdefault("ema", 0.0)
+        run.setdefault("kick", 0.0)
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))
@@ -466,7 +467,8 @@ def build_parser():
                         "this decay (sot's default 0.999; otherwise 0: the parameters themselves)")
     p.add_argument("--kick", type=number(float, 0, 1),
                    help="at some steps move the next attention window by up to this fraction of the object's size "
-                        "(and resize it as much), so the model learns to recover a misplaced window (default 0: off)")
+                        "(and resize it as much), so the model learns to recover a misplaced window (sot's default 0.5; "
+                        "otherwise 0: off)")
     p.add_argument("--kick-prob", type=number(float, 0, 1), help="the fraction of steps kicked (default 0.1)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")

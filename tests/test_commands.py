@@ -255,23 +255,23 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_a_run_made_before_the_decay_and_the_average_resumes_without_them(tmp_path, monkeypatch):
-    """A checkpoint whose run has no ``lr_decay`` / ``ema`` (made before they existed) resumes at a
-    constant rate and without an average, even for a dataset whose defaults now use both."""
+    """A checkpoint whose run has no ``lr_decay`` / ``ema`` / ``kick`` (made before they existed) resumes
+    at a constant rate, without an average and without kicks, even for a dataset whose defaults now use them."""
     import json
     out = str(tmp_path / "old")
     assert train.main(["--steps", "2", "--eval-every", "2", "--batch-size", "2", "--eval-sequences", "2",
                        "--no-final-eval", "--quiet", "--out", out]) == 0
     params, cfg, extra = load(os.path.join(out, "last.npz"))
     run = json.loads(str(extra["run"]))
-    del run["lr_decay"], run["ema"]
+    del run["lr_decay"], run["ema"], run["kick"]
     extra["run"] = np.array(json.dumps(run))
     from minihart.checkpoint import save
     save(os.path.join(out, "last.npz"), params, cfg, **extra)
     monkeypatch.setitem(train.DEFAULTS, "synthetic", {**train.DEFAULTS["synthetic"], "lr_decay": "cosine",
-                                                       "ema": 0.999})  # as sot's defaults
+                                                       "ema": 0.999, "kick": 0.5})  # as sot's defaults
     assert train.main(["--resume", out, "--steps", "4", "--no-final-eval", "--quiet"]) == 0
     run = json.loads(str(load(os.path.join(out, "last.npz"))[2]["run"]))
-    assert run["lr_decay"] == "none" and run["ema"] == 0.0
+    assert run["lr_decay"] == "none" and run["ema"] == 0.0 and run["kick"] == 0.0
 
 
 def test_cosine_decay_of_the_learning_rate_over_steps_or_minutes():

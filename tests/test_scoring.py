@@ -172,7 +172,7 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     """``track`` without --checkpoint uses minihart/weights/real.npz; on notebook 10's real clip
     (60 frames of a validation sequence, where the walker crosses the frame) it must beat the
     static first box (0.415 average IoU, precision@20px 0.68) and stay on the target (the shipped
-    checkpoint: 0.472 and 1.0), and the got10k-style object must load the same checkpoint."""
+    checkpoint: 0.692 and 1.0), and the got10k-style object must load the same checkpoint."""
     import json
     from pathlib import Path
     clip = Path(__file__).resolve().parents[1] / "tutorials" / "data" / "clip"
@@ -182,9 +182,9 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     r = json.loads((tmp_path / "clip.json").read_text())
     info = sot.read_sequence(clip)
     static = scoring.score_sequence(np.repeat(info.boxes[:1], len(info.boxes), axis=0), info.boxes, info.presence)
-    assert r["avg_iou"] > static["avg_iou"] + 0.04, (r["avg_iou"], static["avg_iou"])
+    assert r["avg_iou"] > static["avg_iou"] + 0.15, (r["avg_iou"], static["avg_iou"])
     assert r["precision20"] >= 0.95 > static["precision20"] + 0.2, (r["precision20"], static["precision20"])
     tracker = track.HARTTracker(device="cpu")
-    assert tracker.cfg.name == "real" and tracker.cfg.context_attention
+    assert tracker.cfg.name == "real" and tracker.cfg.context_attention and tracker.cfg.box_from_object
     boxes, _ = tracker.track(info.images[:5], np.loadtxt(clip / "groundtruth_rect.txt", delimiter=",")[0])
     np.testing.assert_allclose(boxes, np.loadtxt(tmp_path / "clip.txt", delimiter=",")[:5], atol=0.02)
