@@ -467,8 +467,8 @@ def build_parser():
                         "this decay (sot's default 0.999; otherwise 0: the parameters themselves)")
     p.add_argument("--kick", type=number(float, 0, 1),
                    help="at some steps move the next attention window by up to this fraction of the object's size "
-                        "(and resize it as much), so the model learns to recover a misplaced window (sot's default 0.5; "
-                        "otherwise 0: off)")
+                        "(and resize it as much), so the model learns to recover a misplaced window "
+                        "(sot's default 0.5; otherwise 0: off)")
     p.add_argument("--kick-prob", type=number(float, 0, 1), help="the fraction of steps kicked (default 0.1)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
