@@ -29,7 +29,8 @@ from minihart.backend import array_module, asnumpy, get_array_module, resolve_de
 from minihart.checkpoint import atomic_savez, load, save  # noqa: F401  (atomic_savez: re-exported for tests)
 from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import Curriculum, DatasetNotPrepared
-from minihart.model import backward, count_params, forward, init_params, preset, sample_noise
+from minihart.boxes import iou
+from minihart.model import backward, count_params, forward, hart, init_params, preset, sample_noise
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 from minihart.runs import open_dataset, run_info  # noqa: F401  (run_info re-exported)
 
@@ -46,17 +47,19 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
                 ema=0.999, kick=0.5),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
-                       lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1)
+                       lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1,
+                       mask_lost=False)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom", "box_jitter", "lr_decay", "ema", "kick", "kick_prob")
+             "max_stride", "max_zoom", "box_jitter", "lr_decay", "ema", "kick", "kick_prob",
+             "mask_lost")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
                max_len=None, max_stride=None, max_zoom=None, box_jitter=None, lr_decay=None, ema=None,
-               kick=None, kick_prob=None,
+               kick=None, kick_prob=None, mask_lost=None,
                skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
@@ -215,6 +218,24 @@ def window_kicks(rng, boxes, presence, image_hw, size, prob):
     return [kick[:, t] for t in range(T)]
 
 
+def forward_without_lost(params, cfg, frames, boxes, presence, noise):
+    """``--mask-lost``: :func:`minihart.model.forward`, with the frames where the window has lost the
+    object (disjoint from its context window) or the box has (disjoint from it) left out of the loss.
+    Those frames give the box losses ``-log(eps)`` with no gradient, and the location map the target
+    "nothing here"; their large values lower the learned weight of eq. (9) (``lambda = 1 / L``), so
+    every other frame teaches less, more objects are lost, and a run collapses. The returned ``iou``
+    and ``presence`` still score every visible frame."""
+    xp = get_array_module(frames)
+    seq, seq_cache = hart.sequence_forward(params, cfg, frames, boxes[:, 0], noise)
+    pres = presence.astype(frames.dtype)
+    pres[:, 0] = 0  # as forward: the first box is given
+    target = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
+    found = (iou(seq.att, hart.context_window(target, cfg.init_window_scale)) > 0) & (iou(seq.pred, target) > 0)
+    (loss, terms), loss_cache = hart.loss_forward(params, cfg, seq, target, pres * found, frames.shape[3:])
+    out = dict(loss=loss, terms=terms, iou=iou(seq.pred, target) * pres, presence=pres)
+    return out, hart.Cache(cfg, params, seq_cache, loss_cache)
+
+
 def evaluate_during_training(params, cfg, test_set, run, xp):
     """The held-out score that picks ``best.npz``: for real footage (``sot``) the average IoU over
     whole validation sequences (first box to last frame, the measure the README reports), else
@@ -256,6 +277,7 @@ def train(args=None, **options) -> str:
         run.setdefault("lr_decay", "none")  # runs made before the decay, the average and the kicks had none
         run.setdefault("ema", 0.0)
         run.setdefault("kick", 0.0)
+        run.setdefault("mask_lost", False)
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))
@@ -316,7 +338,10 @@ def train(args=None, **options) -> str:
             for step_noise, kick in zip(noise, window_kicks(rng, boxes, presence, frames.shape[-2:], run["kick"],
                                                                 run["kick_prob"])):
                 step_noise["kick"] = kick
-        out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
+        if run["mask_lost"]:
+            out_, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise)
+        else:
+            out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
         grads, norm = clip_by_global_norm(backward(cache), run["clip"])
         # the step's one device-to-host transfer: everything the loop reads, in one array
         terms = out_["terms"]
@@ -412,6 +437,12 @@ def model_setting(text):
     return key, v
 
 
+def on_off(text):
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minihart.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=sorted(DEFAULTS),
@@ -470,6 +501,9 @@ def build_parser():
                         "(and resize it as much), so the model learns to recover a misplaced window "
                         "(sot's default 0.5; otherwise 0: off)")
     p.add_argument("--kick-prob", type=number(float, 0, 1), help="the fraction of steps kicked (default 0.1)")
+    p.add_argument("--mask-lost", type=on_off, metavar="on|off",
+                   help="leave the frames where the window or the box has lost the object out of the loss "
+                        "(default off)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")

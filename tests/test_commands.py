@@ -137,6 +137,7 @@ def test_track_rejects_unreadable_video_and_bad_checkpoints(run_dir, tmp_path, c
     (train, "--max-len", "3", "must be at least 5"), (train, "--minutes", "0", "must be above 0"),
     (train, "--minutes", "nan", "must be a number"), (train, "--threshold", "1.5", "must be at most 1"),
     (train, "--seed", "-1", "must be at least 0"), (train, "--steps", "x", "invalid int value"),
+    (train, "--mask-lost", "yes", "expected on or off, got 'yes'"),
     (evaluate, "--seq-len", "1", "must be at least 2"),  # one frame has no prediction to score
     (evaluate, "--sequences", "0", "must be at least 1"), (evaluate, "--batch-size", "0", "must be at least 1"),
     (track, "--max-frames", "1", "must be at least 2")])
@@ -224,7 +225,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(run_dir, 
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     args = [sys.executable, "-m", "minihart.train", "--steps", "12", "--eval-every", "2", "--batch-size", "2",
             "--eval-sequences", "4", "--lr-decay", "cosine", "--ema", "0.9", "--kick", "0.3", "--kick-prob", "0.5",
-            "--no-final-eval", "--quiet"]  # the rate moves each step, the parameters' average is kept, windows kicked
+            "--mask-lost", "on", "--no-final-eval", "--quiet"]  # the rate moves each step, the parameters' average
+    # is kept, windows are kicked and lost frames left out of the loss
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     subprocess.run(args + ["--out", full], check=True, env=env, cwd=ROOT, capture_output=True)
@@ -255,23 +257,25 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_a_run_made_before_the_decay_and_the_average_resumes_without_them(tmp_path, monkeypatch):
-    """A checkpoint whose run has no ``lr_decay`` / ``ema`` / ``kick`` (made before they existed) resumes
-    at a constant rate, without an average and without kicks, even for a dataset whose defaults now use them."""
+    """A checkpoint whose run has no ``lr_decay`` / ``ema`` / ``kick`` / ``mask_lost`` (made before they
+    existed) resumes at a constant rate, without an average, kicks or masking, even for a dataset whose
+    defaults now use them."""
     import json
     out = str(tmp_path / "old")
     assert train.main(["--steps", "2", "--eval-every", "2", "--batch-size", "2", "--eval-sequences", "2",
                        "--no-final-eval", "--quiet", "--out", out]) == 0
     params, cfg, extra = load(os.path.join(out, "last.npz"))
     run = json.loads(str(extra["run"]))
-    del run["lr_decay"], run["ema"], run["kick"]
+    del run["lr_decay"], run["ema"], run["kick"], run["mask_lost"]
     extra["run"] = np.array(json.dumps(run))
     from minihart.checkpoint import save
     save(os.path.join(out, "last.npz"), params, cfg, **extra)
     monkeypatch.setitem(train.DEFAULTS, "synthetic", {**train.DEFAULTS["synthetic"], "lr_decay": "cosine",
-                                                       "ema": 0.999, "kick": 0.5})  # as sot's defaults
+                                                       "ema": 0.999, "kick": 0.5,
+                                                       "mask_lost": True})  # as sot's defaults
     assert train.main(["--resume", out, "--steps", "4", "--no-final-eval", "--quiet"]) == 0
     run = json.loads(str(load(os.path.join(out, "last.npz"))[2]["run"]))
-    assert run["lr_decay"] == "none" and run["ema"] == 0.0 and run["kick"] == 0.0
+    assert run["lr_decay"] == "none" and run["ema"] == 0.0 and run["kick"] == 0.0 and run["mask_lost"] is False
 
 
 def test_cosine_decay_of_the_learning_rate_over_steps_or_minutes():

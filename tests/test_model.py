@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from minihart.backend import get_array_module
+from minihart.boxes import iou
 from minihart.gradcheck import check
 from minihart.model import Config, Tracker, backward, count_params, forward, init_params, preset, sample_noise
 from minihart.model.params import v1_shapes
-from minihart.train import window_kicks
+from minihart.train import forward_without_lost, window_kicks
 
 TINY = Config("tiny", 2, (8, 10), (
     ("conv", 4, 3, 1, (1, 1, 0, 2), 1), ("elu",), ("lrn",), ("pool", 2, 2),
@@ -239,3 +240,37 @@ def test_a_kick_moves_the_next_window_by_itself_and_stays_within_the_object_s_si
     present = np.tile(presence, (200, 1)).T > 0
     assert 0.25 < np.mean(np.any(many != 0, axis=-1)[present]) < 0.35
     assert not np.any(np.stack(window_kicks(rng, boxes, presence, (12, 14), 0.5, 0.0)))
+
+
+def test_mask_lost_leaves_exactly_the_lost_frames_out_of_the_loss(rng):
+    """train --mask-lost: where neither the window nor the box has lost the object, the loss and every
+    gradient are forward's; a frame whose truth is moved far from both is scored as IoU 0 but left
+    out of the loss, exactly as forward with that frame's presence 0 (whose gradients are checked)."""
+    cfg = Config(**{**TINY.to_dict(), "context_attention": True, "box_from_object": True})
+    frames, boxes, presence = _data(rng)
+    params = init_params(cfg, rng)
+    noise = sample_noise(cfg, rng, 2, 3)
+    out, cache = forward(params, cfg, frames, boxes, presence, noise)
+    out_m, cache_m = forward_without_lost(params, cfg, frames, boxes, presence, noise)
+    assert np.all(out["iou"][:, 1:][presence[:, 1:] > 0] > 0)  # nothing lost here
+    assert out_m["loss"] == out["loss"]
+    assert all(np.array_equal(v, backward(cache_m)[k]) for k, v in backward(cache).items())
+    far = boxes.copy()
+    far[0, 2] = [100.0, 120.0, 3.0, 3.0]  # truth of sequence 0, frame 2: away from window and box
+    out_m, cache_m = forward_without_lost(params, cfg, frames, far, presence, noise)
+    dropped = presence.copy()
+    dropped[0, 2] = 0
+    out_d, cache_d = forward(params, cfg, frames, far, dropped, noise)
+    assert out_m["loss"] == out_d["loss"] and out_m["presence"][0, 2] == 1 and out_m["iou"][0, 2] == 0
+    assert all(np.array_equal(v, backward(cache_m)[k]) for k, v in backward(cache_d).items())
+    out_f, _ = forward(params, cfg, frames, far, presence, noise)
+    assert out_f["loss"] > out_m["loss"] + 1  # the lost frame's -log(eps) terms are gone
+    # lost by the box alone: a small truth inside the window (its context overlaps it), off the box
+    y, x, h, w = out["att"][0, 2]
+    pred = out["pred"][0, 2]
+    inside = [[y + i * h / 8, x + j * w / 8, 0.3, 0.3] for i in range(8) for j in range(8)]
+    near = boxes.copy()
+    near[0, 2] = next(b for b in inside if iou(np.array(b), pred) == 0)
+    out_m, cache_m = forward_without_lost(params, cfg, frames, near, presence, noise)
+    out_d, cache_d = forward(params, cfg, frames, near, dropped, noise)
+    assert out_m["loss"] == out_d["loss"]
