@@ -244,8 +244,9 @@ def test_a_kick_moves_the_next_window_by_itself_and_stays_within_the_object_s_si
 
 def test_mask_lost_leaves_exactly_the_lost_frames_out_of_the_loss(rng):
     """train --mask-lost: where neither the window nor the box has lost the object, the loss and every
-    gradient are forward's; a frame whose truth is moved far from both is scored as IoU 0 but left
-    out of the loss, exactly as forward with that frame's presence 0 (whose gradients are checked)."""
+    gradient are forward's; a frame whose truth is moved far from both, or off the box alone, is scored
+    as IoU 0 but left out of the loss, exactly as forward with that frame's presence 0 (whose gradients
+    the float64 model check covers)."""
     cfg = Config(**{**TINY.to_dict(), "context_attention": True, "box_from_object": True})
     frames, boxes, presence = _data(rng)
     params = init_params(cfg, rng)
