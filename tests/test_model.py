@@ -9,6 +9,7 @@ from minihart.boxes import iou
 from minihart.gradcheck import check
 from minihart.model import Config, Tracker, backward, count_params, forward, init_params, preset, sample_noise
 from minihart.model.params import v1_shapes
+from minihart.nn import attention
 from minihart.train import forward_without_lost, window_kicks
 
 TINY = Config("tiny", 2, (8, 10), (
@@ -32,15 +33,19 @@ def _data(rng, B=2, T=3, C=2, H=12, W=14):
     return frames, boxes, presence
 
 
-@pytest.mark.parametrize("variant", ["paper", "context", "centre", "object"])
-def test_end_to_end_gradient_check_float64(xp, rng, variant):
+@pytest.mark.parametrize("variant", ["paper", "context", "centre", "object", "detached"])
+def test_end_to_end_gradient_check_float64(xp, rng, variant, monkeypatch):
     """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
     Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``context``: the
     attention loss against the object's context window (``context_attention``); ``centre``: that
     and DIoU's centre term in both box losses (``centre_loss``), with kicked windows; ``object``: the
-    context loss, and the box read out from the object's part of the window (``box_from_object``)."""
+    context loss, and the box read out from the object's part of the window (``box_from_object``);
+    ``detached``: that and no gradient from the glimpse to its window (``glimpse_grad=False``),
+    checked against a forward that takes every glimpse at the window of the unperturbed run, while
+    the windows' other uses (losses, read-outs, the next window) see the perturbed ones."""
     cfg = TINY.__class__(**{**TINY.to_dict(), "context_attention": variant != "paper",
-                            "centre_loss": variant == "centre", "box_from_object": variant == "object"})
+                            "centre_loss": variant == "centre", "box_from_object": variant in ("object", "detached"),
+                            "glimpse_grad": variant != "detached"})
     params = {k: v.astype(np.float64) for k, v in init_params(cfg, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
         if k.endswith(".b") or k in ("att2.W", "box2.W"):
@@ -51,6 +56,16 @@ def test_end_to_end_gradient_check_float64(xp, rng, variant):
     if variant == "centre":  # and the windows kicked (train --kick): constants added to a_{t+1}
         for t, kick in enumerate(window_kicks(rng, boxes, presence, (12, 14), 0.4, 1.0)):
             noise[t]["kick"] = kick
+
+    if variant == "detached":  # record the unperturbed run's windows, then glimpse only there
+        real, windows, calls = attention.glimpse_forward, [], [0]
+        monkeypatch.setattr(attention, "glimpse_forward", lambda x, a, hw: windows.append(a) or real(x, a, hw))
+        forward(params, cfg, frames, boxes, presence, noise)
+
+        def glimpse_at_recorded_window(x, a, hw):
+            calls[0] += 1
+            return real(x, windows[(calls[0] - 1) % len(windows)], hw)  # each forward glimpses len(windows) times
+        monkeypatch.setattr(attention, "glimpse_forward", glimpse_at_recorded_window)
 
     def fwd(**p):
         out, cache = forward(p, cfg, frames, boxes, presence, noise)

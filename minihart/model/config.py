@@ -38,8 +38,8 @@ class Config:
     (the box enlarged ``init_window_scale`` times), not eq. (11), under which any window between
     the box and the whole frame is equally good (a growing window loses nothing); centre_loss: eq. (10)
     and the context window's loss add DIoU's centre term, which has a gradient when the boxes are disjoint;
-    box_from_object: eq. (8) adds the box correction to the window shrunk ``init_window_scale`` times (the
-    object's part of it), not to the window itself.
+    box_from_object: eq. (8) adds the box correction to the window shrunk ``init_window_scale`` times (the object's
+    part of it), not to the window; glimpse_grad: False stops the gradient of glimpse (2) to its window (it explodes).
     """
     name: str
     channels: int
@@ -58,6 +58,7 @@ class Config:
     context_attention: bool = False
     centre_loss: bool = False
     box_from_object: bool = False
+    glimpse_grad: bool = True
 
     def __post_init__(self):  # values no layer could use, named here rather than deep inside one
         def ints(v, low):

@@ -260,7 +260,7 @@ def step_backward(d: StepOut, da_loss, cache: StepCache, cfg, grads):
     grads["locmap.W"] += dW
     grads["locmap.b"] += db
     df, dalpha = dorsal_backward(dd, d.filters, k.dorsal, grads)
-    da = da + appearance_backward(df, dnu, k.appearance, grads)
+    da = da + appearance_backward(df, dnu, k.appearance, grads) * cfg.glimpse_grad  # False: stop-gradient
     return da, dh_prev, dc_prev, dalpha
 
 
@@ -301,7 +301,7 @@ def context_window_backward(dout, k):
     return xp.concatenate([dout[..., :2], k * dout[..., 2:] - (k - 1) * dout[..., :2] / 2], axis=-1)
 
 
-def init_backward(da, dh, dc, cache: InitCache, grads):
+def init_backward(da, dh, dc, cache: InitCache, cfg, grads):
     dv, _, _, dWx, dWh, db = lstm.lstm_step_backward((dh, dc), cache.lstm)
     grads["lstm.Wx"] += dWx
     grads["lstm.Wh"] += dWh
@@ -309,7 +309,7 @@ def init_backward(da, dh, dc, cache: InitCache, grads):
     dx = dense_backward(dv, cache.feat, grads)
     da = da + dx[:, -4:]
     # df = 0: the first glimpse's features feed no dorsal stream
-    da = da + appearance_backward(0, dx[:, :-4].reshape(cache.nu.shape), cache.appearance, grads)
+    da = da + appearance_backward(0, dx[:, :-4].reshape(cache.nu.shape), cache.appearance, grads) * cfg.glimpse_grad
     grads["att_bias"] += (da * 0.25 * (1 - cache.tanh_bias ** 2)).sum(axis=0)
 
 
@@ -362,7 +362,7 @@ def sequence_backward(d: Sequence, cache: SequenceCache, cfg, grads):
         dout = StepOut(a_next=da, h=dh, c=dc, pred=dpred[:, t], logits=d.logits[:, t], g=None, filters=d.filters[t])
         da, dh_prev, dc, dalpha = step_backward(dout, datt[:, t], cache.steps[t], cfg, grads)
         dh = dh_prev + dalpha  # h_{t-1} is both the LSTM state and the appearance alpha_t
-    init_backward(da, dh, dc, cache.init, grads)
+    init_backward(da, dh, dc, cache.init, cfg, grads)
 
 
 # ----------------------------------------------------------------------------- loss and metric
