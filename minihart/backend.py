@@ -37,11 +37,8 @@ def gpu_available() -> bool:
 
 
 def resolve_device(device: str | None = None) -> str:
-    """Map ``auto|cpu|gpu`` (default: ``$MINIHART_DEVICE`` or ``auto``) to ``cpu`` or ``gpu``.
-
-    Raises ``ValueError`` for an unknown name and ``RuntimeError`` naming the cause when
-    ``gpu`` is asked for but cannot be had.
-    """
+    """Map ``auto|cpu|gpu`` (default: ``$MINIHART_DEVICE`` or ``auto``) to ``cpu`` or ``gpu``: ``ValueError``
+    for an unknown name, ``RuntimeError`` naming the cause when ``gpu`` is asked for but cannot be had."""
     name = (device or os.environ.get("MINIHART_DEVICE") or "auto").strip().lower()
     if name not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {name!r} "

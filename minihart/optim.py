@@ -21,12 +21,9 @@ def global_norm(grads: dict):
 
 
 def clip_by_global_norm(grads: dict, max_norm: float):
-    """Scale every gradient by ``min(1, max_norm / norm)``; returns ``(grads, norm)``, norm a
-    0-d device array (see :func:`global_norm`).
-
-    The scale is computed on the device, so clipping never waits for it. A non-finite norm
-    leaves the gradients unscaled; the caller reads the norm and can stop the step and say so.
-    """
+    """Scale every gradient by ``min(1, max_norm / norm)``; returns ``(grads, norm)``, norm a 0-d
+    device array (see :func:`global_norm`; the scale is computed there, so clipping never waits for it).
+    A non-finite norm leaves the gradients unscaled; the caller reads the norm and can stop the step."""
     if max_norm < 0:  # a negative scale would turn every gradient around
         raise ValueError(f"clip_by_global_norm: max_norm must be >= 0 (0: no clipping), got {max_norm}")
     norm = global_norm(grads)
@@ -54,9 +51,8 @@ class Optimizer:
         return slots[key]
 
     def step(self, params: dict, grads: dict) -> None:
-        missing = set(params) ^ set(grads)
-        if missing:
-            raise ValueError(f"params and grads have different keys: {sorted(missing)}")
+        if set(params) != set(grads):
+            raise ValueError(f"params and grads have different keys: {sorted(set(params) ^ set(grads))}")
         for k in params:
             if grads[k].shape != params[k].shape:
                 raise ValueError(f"grads[{k!r}] has shape {tuple(grads[k].shape)}, the parameter "

@@ -113,6 +113,28 @@ def test_centre_term_known_values_and_gradient_when_disjoint(xp):
     assert errs["pred"] < 1e-7, errs
 
 
+def test_scale_term_known_values_and_gradient(xp):
+    """The squared log-size error: 0 at the true size wherever the centre is, log(2)^2 for a box twice
+    as tall, the same for half as tall (symmetric in the log, where -log IoU of an offset box prefers
+    the larger one), a gradient when disjoint, and the float64 finite-difference check."""
+    target = xp.asarray(np.array([[[0.0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 2, 2]]]))
+    pred = xp.asarray(np.array([[[7.0, 9, 2, 2], [0, 0, 4, 2], [0, 0, 1, 2]]]))  # disjoint; twice; half
+    presence = xp.asarray(np.array([[1.0, 1.0, 1.0]]))
+    base, _ = tracking_loss_forward(pred, target, presence)
+    loss, cache = tracking_loss_forward(pred, target, presence, scale=0.5)
+    assert float(loss) - float(base) == pytest.approx(0.5 * 2 * np.log(2) ** 2 / 3)
+    grad = asnumpy(tracking_loss_backward(xp.asarray(1.0), cache))
+    assert np.all(grad[0, 0] == 0) and grad[0, 1, 2] > 0 > grad[0, 2, 2]
+    g = np.random.default_rng(4)
+    a, b = overlapping_pairs(g, (3, 4))
+    a[0, 0, :2] += 3 * a[0, 0, 2:] + 1  # one disjoint pair
+    p = np.ones((3, 4))
+    p[2, 3] = 0
+    inputs = dict(pred=xp.asarray(a), target=xp.asarray(b), presence=xp.asarray(p))
+    errs = check(lambda **k: tracking_loss_forward(**k, scale=0.7), tracking_loss_backward, inputs, wrt=["pred"])
+    assert errs["pred"] < 1e-7, errs
+
+
 def test_attention_loss_values(xp):
     H, W = HW
     target = xp.asarray(np.array([[[2.0, 3, 2, 2], [2, 3, 2, 2], [2, 3, 2, 2], [0, 0, 0, 0]]]))

@@ -38,14 +38,15 @@ def test_end_to_end_gradient_check_float64(xp, rng, variant, monkeypatch):
     """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
     Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``context``: the
     attention loss against the object's context window (``context_attention``); ``centre``: that
-    and DIoU's centre term in both box losses (``centre_loss``), with kicked windows; ``object``: the
+    and DIoU's centre term and the squared log-size error in both box losses (``centre_loss``,
+    ``scale_loss``), with kicked windows; ``object``: the
     context loss, and the box read out from the object's part of the window (``box_from_object``);
     ``detached``: that and no gradient from the glimpse to its window (``glimpse_grad=False``),
     checked against a forward that takes every glimpse at the window of the unperturbed run, while
     the windows' other uses (losses, read-outs, the next window) see the perturbed ones."""
     cfg = TINY.__class__(**{**TINY.to_dict(), "context_attention": variant != "paper",
                             "centre_loss": variant == "centre", "box_from_object": variant in ("object", "detached"),
-                            "glimpse_grad": variant != "detached"})
+                            "glimpse_grad": variant != "detached", "scale_loss": 0.8 * (variant == "centre")})
     params = {k: v.astype(np.float64) for k, v in init_params(cfg, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
         if k.endswith(".b") or k in ("att2.W", "box2.W"):
@@ -189,7 +190,8 @@ def test_bad_inputs_raise_value_error(rng):
 @pytest.mark.parametrize("field, value, message", [
     ("n_units", 0, "n_units and mask_features must be positive"),  # was a ZeroDivisionError in init
     ("dropout", 1.5, "dropout must be in .0, 1."), ("zoneout", -0.1, "dropout must be in .0, 1."),
-    ("dfn", ((4, 2),), "odd kernel"), ("l2", -1.0, "l2 >= 0"), ("glimpse_hw", (1, 5), "two ints >= 2")])
+    ("dfn", ((4, 2),), "odd kernel"), ("l2", -1.0, "l2 >= 0"), ("scale_loss", -0.5, "scale_loss >= 0"),
+    ("glimpse_hw", (1, 5), "two ints >= 2")])
 def test_preset_values_no_layer_could_use_are_named(field, value, message):
     with pytest.raises(ValueError, match=f"preset 'kth': .*{message}"):
         preset("kth", **{field: value})

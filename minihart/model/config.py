@@ -10,11 +10,9 @@ import dataclasses
 import numbers
 from dataclasses import dataclass
 
-# AlexNet conv1-3 as the reference builds it for KITTI (hart/model/alexnet.py with
-# maxpool=False): conv1 keeps stride 4 with TF "SAME" padding (56 -> 14; TF pads 3 before and
-# 4 after), both max-pools are skipped, conv2 is grouped (2 groups). The paper's text says the
-# stride became 1 and one pool was skipped; the reference code, which we follow, gives the
-# 14x14x384 map the paper reports from a 56x56 glimpse.
+# AlexNet conv1-3 as the reference builds it for KITTI (hart/model/alexnet.py, maxpool=False): conv1 keeps
+# stride 4 with TF "SAME" padding (56 -> 14; 3 before, 4 after), no max-pools, conv2 in 2 groups. The paper's text
+# says stride 1 and one pool skipped; the reference gives the 14x14x384 map the paper reports from a 56x56 glimpse.
 SMALL_V1 = (("conv", 16, 5, 1, 2, 1), ("relu",), ("pool", 2, 2), ("conv", 32, 3, 1, 1, 1), ("relu",))
 ALEXNET_V1 = (
     ("conv", 96, 11, 4, (3, 4, 3, 4), 1), ("relu",), ("lrn",),
@@ -39,7 +37,8 @@ class Config:
     the box and the whole frame is equally good (a growing window loses nothing); centre_loss: eq. (10)
     and the context window's loss add DIoU's centre term, which has a gradient when the boxes are disjoint;
     box_from_object: eq. (8) adds the box correction to the window shrunk ``init_window_scale`` times (the object's
-    part of it), not to the window; glimpse_grad: False stops the gradient of glimpse (2) to its window (it explodes).
+    part of it), not to the window; glimpse_grad: False stops the gradient of glimpse (2) to its window (it explodes);
+    scale_loss: the weight of a squared log-size error added to both box losses (nn.losses.scale_penalty).
     """
     name: str
     channels: int
@@ -59,6 +58,7 @@ class Config:
     centre_loss: bool = False
     box_from_object: bool = False
     glimpse_grad: bool = True
+    scale_loss: float = 0.0
 
     def __post_init__(self):  # values no layer could use, named here rather than deep inside one
         def ints(v, low):
@@ -71,8 +71,8 @@ class Config:
             (not all(len(d) == 2 and ints(d, 1) and d[0] % 2 for d in self.dfn),
              "dfn must be (odd kernel, maps) pairs (an odd kernel keeps the map size)"),
             (not (0 <= self.zoneout < 1 and 0 <= self.dropout < 1), "zoneout and dropout must be in [0, 1)"),
-            (not (self.att_gain > 0 and self.init_window_scale > 0 and self.l2 >= 0),
-             "att_gain and init_window_scale must be > 0 and l2 >= 0")]
+            (not (self.att_gain > 0 and self.init_window_scale > 0 and self.l2 >= 0 and self.scale_loss >= 0),
+             "att_gain and init_window_scale must be > 0, l2 >= 0 and scale_loss >= 0")]
         bad = [msg for failed, msg in problems if failed]
         if bad:
             raise ValueError(f"preset {self.name!r}: " + "; ".join(bad))

@@ -247,9 +247,8 @@ def step_backward(d: StepOut, da_loss, cache: StepCache, cfg, grads):
     dh = dh + dz[:, :n]
     ds = dense_backward(dz[:, n:], k.mask, grads).reshape(k.s.shape)
     dv, dh_prev, dc_prev, dWx, dWh, dbl = lstm.lstm_step_backward((dh, d.c), k.lstm)
-    grads["lstm.Wx"] += dWx
-    grads["lstm.Wh"] += dWh
-    grads["lstm.b"] += dbl
+    for name, g in zip(("lstm.Wx", "lstm.Wh", "lstm.b"), (dWx, dWh, dbl)):
+        grads[name] += g
     dx_in = dense_backward(dv, k.feat, grads)
     da = da + dx_in[:, -4:]
     dmasked = dx_in[:, :-4].reshape(k.nu.shape)
@@ -303,9 +302,8 @@ def context_window_backward(dout, k):
 
 def init_backward(da, dh, dc, cache: InitCache, cfg, grads):
     dv, _, _, dWx, dWh, db = lstm.lstm_step_backward((dh, dc), cache.lstm)
-    grads["lstm.Wx"] += dWx
-    grads["lstm.Wh"] += dWh
-    grads["lstm.b"] += db
+    for name, g in zip(("lstm.Wx", "lstm.Wh", "lstm.b"), (dWx, dWh, db)):
+        grads[name] += g
     dx = dense_backward(dv, cache.feat, grads)
     da = da + dx[:, -4:]
     # df = 0: the first glimpse's features feed no dorsal stream
@@ -381,9 +379,9 @@ def loss_forward(p, cfg, seq: Sequence, target, pres, image_hw):
     the frames' ``(H, W)``. Returns ``(loss, terms)`` and a :class:`LossCache`."""
     xp = get_array_module(seq.pred)
     B, T = pres.shape
-    lt, ct = L.tracking_loss_forward(seq.pred, target, pres, centre=cfg.centre_loss)
+    lt, ct = L.tracking_loss_forward(seq.pred, target, pres, centre=cfg.centre_loss, scale=cfg.scale_loss)
     context = context_window(target, cfg.init_window_scale)
-    ls, cs = (L.tracking_loss_forward(seq.att, context, pres, centre=cfg.centre_loss)
+    ls, cs = (L.tracking_loss_forward(seq.att, context, pres, centre=cfg.centre_loss, scale=cfg.scale_loss)
               if cfg.context_attention else L.attention_loss_forward(seq.att, target, pres, image_hw))
     tau = L.appearance_target(target, seq.att, seq.logits.shape[2:]) * pres[..., None, None]
     la, ca = L.appearance_loss_forward(seq.logits, tau, pres)

@@ -52,9 +52,10 @@ class BoxLossCache(NamedTuple):
     grad: object   # d loss / d boxes (..., 4), presence weights included
 
 
-def tracking_loss_forward(pred, target, presence, eps=1e-4, centre=False):
+def tracking_loss_forward(pred, target, presence, eps=1e-4, centre=False, scale=0.0):
     """Tracking loss, eq. (10): mean over present steps of ``-log(clip(IoU(pred, target), eps, 1))``,
-    plus with ``centre`` the :func:`centre_penalty`, which still pulls a disjoint box back.
+    plus with ``centre`` the :func:`centre_penalty`, which still pulls a disjoint box back, and with
+    ``scale`` > 0 that weight times the :func:`scale_penalty`.
 
     Args: pred, target ``(B, T, 4)`` boxes in pixels (any leading dims); presence ``(B, T)``.
     Returns: loss ``()`` and a :class:`BoxLossCache`: the gradient is computed with the loss
@@ -64,10 +65,21 @@ def tracking_loss_forward(pred, target, presence, eps=1e-4, centre=False):
     _check_boxes("tracking_loss_forward", pred=pred, target=target)
     w = _presence_weights(presence, pred.shape[:-1], pred.dtype, "tracking_loss_forward")
     loss, dpred = iou_nll(pred, target, w, eps)
-    if centre:
-        pen, dpen = centre_penalty(pred, target, w)
-        loss, dpred = loss + pen, dpred + dpen
+    for k, penalty in ((float(centre), centre_penalty), (scale, scale_penalty)):
+        if k:
+            pen, dpen = penalty(pred, target, w)
+            loss, dpred = loss + k * pen, dpred + k * dpen
     return loss.sum(), BoxLossCache(dpred)
+
+
+def scale_penalty(pred, target, w):
+    """``w * (log(h_pred / h_target)^2 + log(w_pred / w_target)^2)`` per box ``(...)`` and its gradient ``(..., 4)``:
+    least at the true size wherever the centre is (-log IoU prefers a larger box when it is uncertain)."""
+    xp = get_array_module(pred)
+    hw = xp.maximum(pred[..., 2:], 1e-3)
+    r = xp.log(hw / xp.maximum(target[..., 2:], 1e-3))
+    dhw = 2 * r / hw * (pred[..., 2:] > 1e-3) * w[..., None]
+    return (r * r).sum(-1) * w, xp.concatenate([xp.zeros_like(dhw), dhw], axis=-1)
 
 
 def centre_penalty(pred, target, w):
@@ -105,10 +117,9 @@ def attention_loss_forward(att, target, presence, image_hw, eps=1e-4):
     where ``frame = [0, 0, H, W]``: the first term asks the window to cover the object, the
     second keeps it from growing to the whole frame. Both clips are to ``[eps, 1]``.
 
-    The reference ('tight_intersection' = ``_intersection_loss + _area_loss``) uses for the
-    second term ``-r log(1 - clip(|att| / HW, 0, 1))`` with weight ``r = clip(|att| / HW, 1, 10)``.
-    For a window inside the frame ``IoU(att, frame) = |att| / HW`` and the two agree; they
-    differ for windows that reach past the image border (eq. 11 counts only the visible part).
+    The reference's second term is ``-r log(1 - clip(|att| / HW, 0, 1))``, ``r = clip(|att| / HW, 1, 10)``:
+    the same for a window inside the frame, where ``IoU(att, frame) = |att| / HW``; eq. (11) counts
+    only the visible part of a window that reaches past the border.
 
     Args: att ``(B, T, 4)`` attention windows as pixel boxes (``attention_to_box(a)``);
       target ``(B, T, 4)`` object boxes (absent steps may hold zero-size boxes);
@@ -147,10 +158,8 @@ def appearance_target(box, att_box, map_hw):
     The glimpse covers ``att_box``; cell ``(i, j)`` of an ``h_v x w_v`` map covers
     ``[att_y + i att_h / h_v, att_y + (i+1) att_h / h_v) x [att_x + j att_w / w_v, ...)``.
     Rule: a cell is 1 when its *centre* lies inside the box (half-open ``[y, y + h)``), so a
-    box that covers the window gives all ones and a disjoint box all zeros. No gradient.
-
-    The reference crops the box to the window at pixel resolution (rounded) and resizes that
-    mask bilinearly to the map size, so its target is soft at the edges; tau here is binary.
+    box that covers the window gives all ones and a disjoint box all zeros. No gradient. (The
+    reference resizes a pixel mask of the box bilinearly, so its target is soft at the edges.)
 
     Args: box, att_box ``(..., 4)`` pixel boxes; map_hw ``(h_v, w_v)``.
     Returns: ``(..., h_v, w_v)`` 0/1 mask in the dtype of ``box``.
