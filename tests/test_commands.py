@@ -272,7 +272,7 @@ def test_a_run_made_before_the_decay_and_the_average_resumes_without_them(tmp_pa
     save(os.path.join(out, "last.npz"), params, cfg, **extra)
     monkeypatch.setitem(train.DEFAULTS, "synthetic", {**train.DEFAULTS["synthetic"], "lr_decay": "cosine",
                                                        "ema": 0.999, "kick": 0.5,
-                                                       "mask_lost": True})  # sot's defaults, and masking
+                                                       "mask_lost": True})  # sot's defaults
     assert train.main(["--resume", out, "--steps", "4", "--no-final-eval", "--quiet"]) == 0
     run = json.loads(str(load(os.path.join(out, "last.npz"))[2]["run"]))
     assert run["lr_decay"] == "none" and run["ema"] == 0.0 and run["kick"] == 0.0 and run["mask_lost"] is False
