@@ -92,6 +92,15 @@ def test_tracking_loss_values(xp):
     assert not np.any(asnumpy(tracking_loss_backward(xp.asarray(1.0), cache)))
 
 
+def _boxes_with_a_disjoint_pair(g, xp):
+    """Predicted and true boxes ``(3, 4, 4)`` overlapping but for one disjoint pair, one frame absent."""
+    a, b = overlapping_pairs(g, (3, 4))
+    a[0, 0, :2] += 3 * a[0, 0, 2:] + 1  # one disjoint pair
+    p = np.ones((3, 4))
+    p[2, 3] = 0
+    return dict(pred=xp.asarray(a), target=xp.asarray(b), presence=xp.asarray(p))
+
+
 def test_centre_term_known_values_and_gradient_when_disjoint(xp):
     """DIoU's centre term: |c_p - c_t|^2 / diag^2 of the enclosing box, added to -log IoU; it
     pulls a disjoint box (where -log IoU has no gradient) towards the target, and its gradient
@@ -103,12 +112,7 @@ def test_centre_term_known_values_and_gradient_when_disjoint(xp):
     assert float(loss) == pytest.approx((0 + -np.log(1e-4) + (16 + 36) / (6 ** 2 + 8 ** 2)) / 2)
     grad = asnumpy(tracking_loss_backward(xp.asarray(1.0), cache))
     assert np.all(grad[0, 0] == 0) and grad[0, 1, 0] > 0 and grad[0, 1, 1] > 0  # moving up-left lowers it
-    g = np.random.default_rng(3)
-    a, b = overlapping_pairs(g, (3, 4))
-    a[0, 0, :2] += 3 * a[0, 0, 2:] + 1  # one disjoint pair
-    p = np.ones((3, 4))
-    p[2, 3] = 0
-    inputs = dict(pred=xp.asarray(a), target=xp.asarray(b), presence=xp.asarray(p))
+    inputs = _boxes_with_a_disjoint_pair(np.random.default_rng(3), xp)
     errs = check(lambda **k: tracking_loss_forward(**k, centre=True), tracking_loss_backward, inputs, wrt=["pred"])
     assert errs["pred"] < 1e-7, errs
 
@@ -125,12 +129,7 @@ def test_scale_term_known_values_and_gradient(xp):
     assert float(loss) - float(base) == pytest.approx(0.5 * 2 * np.log(2) ** 2 / 3)
     grad = asnumpy(tracking_loss_backward(xp.asarray(1.0), cache))
     assert np.all(grad[0, 0] == 0) and grad[0, 1, 2] > 0 > grad[0, 2, 2]
-    g = np.random.default_rng(4)
-    a, b = overlapping_pairs(g, (3, 4))
-    a[0, 0, :2] += 3 * a[0, 0, 2:] + 1  # one disjoint pair
-    p = np.ones((3, 4))
-    p[2, 3] = 0
-    inputs = dict(pred=xp.asarray(a), target=xp.asarray(b), presence=xp.asarray(p))
+    inputs = _boxes_with_a_disjoint_pair(np.random.default_rng(4), xp)
     errs = check(lambda **k: tracking_loss_forward(**k, scale=0.7), tracking_loss_backward, inputs, wrt=["pred"])
     assert errs["pred"] < 1e-7, errs
 
