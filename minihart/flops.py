@@ -8,8 +8,9 @@ from minihart.model.params import v1_shapes
 
 
 def frame_flops(cfg, image_hw):
-    """FLOPs of one frame of one sequence: ``dict(glimpse, glimpse_bwd, init, step)``;
-    ``init`` and ``step`` leave out the glimpse (appearance + LSTM, and the whole time step)."""
+    """FLOPs of one frame of one sequence: ``dict(glimpse, glimpse_bwd, v1, init, step)``;
+    ``init`` and ``step`` leave out the glimpse (appearance + LSTM, and the whole time step);
+    ``v1`` is V1's part of both."""
     (H, W), (h, w), C = image_hw, cfg.glimpse_hw, cfg.channels
     u, m = cfg.n_units, cfg.mask_features
     v1 = 0
@@ -27,7 +28,7 @@ def frame_flops(cfg, image_hw):
     heads = 2 * cin * n + 2 * n * m + 2 * (u + m) * u + 2 * u * 4 + 2 * u * u + 2 * u * 4
     c = cfg.channels
     return dict(glimpse=2 * c * H * w * (W + h), glimpse_bwd=2 * c * H * w * (W + 2 * h),
-                init=init, step=init + dorsal + heads)
+                v1=v1, init=init, step=init + dorsal + heads)
 
 
 def model_flops(cfg, image_hw, B, T):

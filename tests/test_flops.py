@@ -12,6 +12,7 @@ def test_flop_count_by_hand():
     assert f["glimpse_bwd"] == 2 * 24 * 24 * 60 * 2 + 2 * 24 * 60 * 80  # dA_y, du; dA_x
     conv = 2 * 8 * 9 * 24 * 24 + 2 * 16 * 8 * 9 * 12 * 12
     lstm = 2 * 2 * 64 * 4 * 64
+    assert f["v1"] == conv
     assert f["init"] == conv + 2 * 5 * 16 * 144 + 2 * (5 * 144 + 4) * 64 + lstm
     assert f["step"] > f["init"]
     train, track = model_flops(cfg, (60, 80), 3, 4)

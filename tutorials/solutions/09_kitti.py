@@ -90,11 +90,7 @@ for name, seconds in parts.items():
 f = frame_flops(kitti_cfg, kitti_cfg.image_hw)
 glimpse_flop_share = f["glimpse"] / (f["glimpse"] + f["step"])
 # decided by the FLOP counts, not the clock: a single timing on a busy machine can rank them either way
-v1_flops, c_in = 0, kitti_cfg.channels
-for spec, (_, (maps, ho, wo)) in zip(kitti_cfg.v1, v1_shapes(kitti_cfg)[0]):
-    if spec[0] == "conv":
-        v1_flops, c_in = v1_flops + 2 * maps * (c_in // spec[5]) * spec[2] ** 2 * ho * wo, maps
-flop_parts = {"glimpse": f["glimpse"], "V1": v1_flops, "the rest": f["step"] - v1_flops}
+flop_parts = {"glimpse": f["glimpse"], "V1": f["v1"], "the rest": f["step"] - f["v1"]}
 dominant_part = max(flop_parts, key=flop_parts.get)
 print(f"FLOPs: the glimpse {glimpse_flop_share:.0%} of a tracking step. V1 dominates: AlexNet's conv2 and conv3 on a "
       "14 x 14 map are most of the arithmetic; time follows FLOPs where the parts run at a similar rate")
