@@ -48,18 +48,18 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1,
-                       mask_lost=False)
+                       mask_lost=False, map_lost=False)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
              "max_stride", "max_zoom", "box_jitter", "lr_decay", "ema", "kick", "kick_prob",
-             "mask_lost")
+             "mask_lost", "map_lost")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
                max_len=None, max_stride=None, max_zoom=None, box_jitter=None, lr_decay=None, ema=None,
-               kick=None, kick_prob=None, mask_lost=None,
+               kick=None, kick_prob=None, mask_lost=None, map_lost=None,
                skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
@@ -218,20 +218,22 @@ def window_kicks(rng, boxes, presence, image_hw, size, prob):
     return [kick[:, t] for t in range(T)]
 
 
-def forward_without_lost(params, cfg, frames, boxes, presence, noise):
+def forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=False):
     """``--mask-lost``: :func:`minihart.model.forward`, with the frames where the window has lost the
     object (disjoint from its context window) or the box has (disjoint from it) left out of the loss.
     Those frames give the box losses ``-log(eps)`` with no gradient, and the location map the target
     "nothing here"; their large values lower the learned weight of eq. (9) (``lambda = 1 / L``), so
     every other frame teaches less, more objects are lost, and a run collapses. The returned ``iou``
-    and ``presence`` still score every visible frame."""
+    and ``presence`` still score every visible frame. ``map_lost`` (``--map-lost``): the location map's
+    term keeps the lost frames (its target there: nothing in the window), the box terms still leave them out."""
     xp = get_array_module(frames)
     seq, seq_cache = hart.sequence_forward(params, cfg, frames, boxes[:, 0], noise)
     pres = presence.astype(frames.dtype)
     pres[:, 0] = 0  # as forward: the first box is given
     target = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
     found = (iou(seq.att, hart.context_window(target, cfg.init_window_scale)) > 0) & (iou(seq.pred, target) > 0)
-    (loss, terms), loss_cache = hart.loss_forward(params, cfg, seq, target, pres * found, frames.shape[3:])
+    (loss, terms), loss_cache = hart.loss_forward(params, cfg, seq, target, pres * found, frames.shape[3:],
+                                                  pres if map_lost else None)
     out = dict(loss=loss, terms=terms, iou=iou(seq.pred, target) * pres, presence=pres)
     return out, hart.Cache(cfg, params, seq_cache, loss_cache)
 
@@ -278,6 +280,7 @@ def train(args=None, **options) -> str:
         run.setdefault("ema", 0.0)
         run.setdefault("kick", 0.0)
         run.setdefault("mask_lost", False)
+        run.setdefault("map_lost", False)
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))
@@ -339,7 +342,7 @@ def train(args=None, **options) -> str:
                                                                 run["kick_prob"])):
                 step_noise["kick"] = kick
         if run["mask_lost"]:
-            out_, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise)
+            out_, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise, run["map_lost"])
         else:
             out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
         grads, norm = clip_by_global_norm(backward(cache), run["clip"])
@@ -504,6 +507,9 @@ def build_parser():
     p.add_argument("--mask-lost", type=on_off, metavar="on|off",
                    help="leave the frames where the window or the box has lost the object out of the loss "
                         "(sot's default on; otherwise off)")
+    p.add_argument("--map-lost", type=on_off, metavar="on|off",
+                   help="with --mask-lost, keep the lost frames in the location map's term (its target there: "
+                        "nothing in the window; default off)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")

@@ -138,6 +138,7 @@ def test_track_rejects_unreadable_video_and_bad_checkpoints(run_dir, tmp_path, c
     (train, "--minutes", "nan", "must be a number"), (train, "--threshold", "1.5", "must be at most 1"),
     (train, "--seed", "-1", "must be at least 0"), (train, "--steps", "x", "invalid int value"),
     (train, "--mask-lost", "yes", "expected on or off, got 'yes'"),
+    (train, "--map-lost", "yes", "expected on or off, got 'yes'"),
     (evaluate, "--seq-len", "1", "must be at least 2"),  # one frame has no prediction to score
     (evaluate, "--sequences", "0", "must be at least 1"), (evaluate, "--batch-size", "0", "must be at least 1"),
     (track, "--max-frames", "1", "must be at least 2")])

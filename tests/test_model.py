@@ -259,6 +259,41 @@ def test_a_kick_moves_the_next_window_by_itself_and_stays_within_the_object_s_si
     assert not np.any(np.stack(window_kicks(rng, boxes, presence, (12, 14), 0.5, 0.0)))
 
 
+def test_map_lost_keeps_the_lost_frames_in_the_location_maps_term_only(rng):
+    """train --mask-lost --map-lost: a lost frame leaves the box terms (as forward with its presence 0)
+    but stays in the location map's term (as forward with it 1, target "nothing here"); float64
+    gradients of that loss match centred differences."""
+    cfg = Config(**{**TINY.to_dict(), "context_attention": True, "box_from_object": True})
+    frames, boxes, presence = _data(rng)
+    params = {k: v.astype(np.float64) + (0.1 * rng.standard_normal(v.shape) if k.endswith(".b") else 0)
+              for k, v in init_params(cfg, rng).items()}
+    noise = sample_noise(cfg, rng, 2, 3)
+    far = boxes.copy()
+    far[0, 2] = [100.0, 120.0, 3.0, 3.0]  # truth of sequence 0, frame 2: away from window and box
+    dropped = presence.copy()
+    dropped[0, 2] = 0
+    out_k, _ = forward_without_lost(params, cfg, frames, far, presence, noise, map_lost=True)
+    out_d, _ = forward(params, cfg, frames, far, dropped, noise)
+    out_f, _ = forward(params, cfg, frames, far, presence, noise)
+    assert out_k["terms"]["tracking"] == out_d["terms"]["tracking"]
+    assert out_k["terms"]["attention"] == out_d["terms"]["attention"]
+    assert out_k["terms"]["appearance"] == out_f["terms"]["appearance"] != out_d["terms"]["appearance"]
+    out_m, _ = forward_without_lost(params, cfg, frames, far, presence, noise)  # --map-lost off: as before
+    assert out_m["terms"]["appearance"] == out_d["terms"]["appearance"]
+
+    def fwd(**p):
+        out, cache = forward_without_lost(p, cfg, frames, far, presence, noise, map_lost=True)
+        return out["loss"], cache
+
+    def bwd(dout, cache):
+        return {k: float(dout) * v for k, v in backward(cache).items()}
+
+    blocks = ["locmap.W", "locmap.b", "ventral.b", "v1.conv1.b", "box2.b", "att2.b", "loss_v"]
+    errs = check(fwd, bwd, params, wrt=blocks,
+                 max_elements=60)
+    assert max(errs.values()) < 1e-6, errs
+
+
 def test_mask_lost_leaves_exactly_the_lost_frames_out_of_the_loss(rng):
     """train --mask-lost: where neither the window nor the box has lost the object, the loss and every
     gradient are forward's; a frame whose truth is moved far from both, or off the box alone, is scored

@@ -372,19 +372,19 @@ class LossCache(NamedTuple):
     filters: list        # the dynamic filters, for their L2 term (a mean over the B T steps)
 
 
-def loss_forward(p, cfg, seq: Sequence, target, pres, image_hw):
-    """The loss of eq. (9) on a :class:`Sequence`: the terms (10)-(12) with learned weights and
-    ``R(lambda)``, and the L2 term on the weights and on the dynamic filters, against boxes
-    ``target`` where the presence ``pres`` (both as in :func:`forward`) is 1; ``image_hw`` is
+def loss_forward(p, cfg, seq: Sequence, target, pres, image_hw, map_pres=None):
+    """The loss of eq. (9) on a :class:`Sequence`: terms (10)-(12) with learned weights and ``R(lambda)``,
+    and the L2 term on the weights and dynamic filters, against boxes ``target`` where ``pres`` (both as
+    in :func:`forward`) is 1 (the location map's term where ``map_pres`` is, default ``pres``); ``image_hw``:
     the frames' ``(H, W)``. Returns ``(loss, terms)`` and a :class:`LossCache`."""
-    xp = get_array_module(seq.pred)
-    B, T = pres.shape
+    xp, (B, T) = get_array_module(seq.pred), pres.shape
+    mp = pres if map_pres is None else map_pres
     lt, ct = L.tracking_loss_forward(seq.pred, target, pres, centre=cfg.centre_loss, scale=cfg.scale_loss)
     context = context_window(target, cfg.init_window_scale)
     ls, cs = (L.tracking_loss_forward(seq.att, context, pres, centre=cfg.centre_loss, scale=cfg.scale_loss)
               if cfg.context_attention else L.attention_loss_forward(seq.att, target, pres, image_hw))
-    tau = L.appearance_target(target, seq.att, seq.logits.shape[2:]) * pres[..., None, None]
-    la, ca = L.appearance_loss_forward(seq.logits, tau, pres)
+    tau = L.appearance_target(target, seq.att, seq.logits.shape[2:]) * mp[..., None, None]
+    la, ca = L.appearance_loss_forward(seq.logits, tau, mp)
     total, cad = L.adaptive_loss_forward(xp.stack([lt, ls, la]), p["loss_v"])
     r_theta, _ = L.l2_forward([v for k, v in p.items() if is_weight(k)])
     r_psi, _ = L.l2_forward([f for fs in seq.filters for f in fs])
