@@ -280,7 +280,6 @@ def train(args=None, **options) -> str:
         run.setdefault("ema", 0.0)
         run.setdefault("kick", 0.0)
         run.setdefault("mask_lost", False)
-        run.setdefault("map_lost", False)
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))

@@ -289,8 +289,7 @@ def test_map_lost_keeps_the_lost_frames_in_the_location_maps_term_only(rng):
         return {k: float(dout) * v for k, v in backward(cache).items()}
 
     blocks = ["locmap.W", "locmap.b", "ventral.b", "v1.conv1.b", "box2.b", "att2.b", "loss_v"]
-    errs = check(fwd, bwd, params, wrt=blocks,
-                 max_elements=60)
+    errs = check(fwd, bwd, params, wrt=blocks, max_elements=60)
     assert max(errs.values()) < 1e-6, errs
 
 
