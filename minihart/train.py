@@ -44,7 +44,7 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     # real footage (README "Real footage"): the recipe that won on the mini-set's val/ split
     "sot": dict(preset="real", optimizer="adam", lr=3e-4, batch_size=8, minutes=30.0, epoch_steps=50,
                 threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6, lr_decay="cosine",
-                ema=0.999, kick=0.5, mask_lost=True),
+                ema=0.999, kick=0.5, mask_lost=True, map_lost=True),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1,
@@ -280,6 +280,7 @@ def train(args=None, **options) -> str:
         run.setdefault("ema", 0.0)
         run.setdefault("kick", 0.0)
         run.setdefault("mask_lost", False)
+        run.setdefault("map_lost", False)
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))
@@ -508,7 +509,7 @@ def build_parser():
                         "(sot's default on; otherwise off)")
     p.add_argument("--map-lost", type=on_off, metavar="on|off",
                    help="with --mask-lost, keep the lost frames in the location map's term (its target there: "
-                        "nothing in the window; default off)")
+                        "nothing in the window; sot's default on; otherwise off)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")

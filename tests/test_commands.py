@@ -258,7 +258,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_a_run_made_before_the_decay_and_the_average_resumes_without_them(tmp_path, monkeypatch):
-    """A checkpoint whose run has no ``lr_decay`` / ``ema`` / ``kick`` / ``mask_lost`` (made before they
+    """A checkpoint whose run has no ``lr_decay`` / ``ema`` / ``kick`` / ``mask_lost`` / ``map_lost`` (made before they
     existed) resumes at a constant rate, without an average, kicks or masking, even for a dataset whose
     defaults now use them."""
     import json
@@ -267,16 +267,17 @@ def test_a_run_made_before_the_decay_and_the_average_resumes_without_them(tmp_pa
                        "--no-final-eval", "--quiet", "--out", out]) == 0
     params, cfg, extra = load(os.path.join(out, "last.npz"))
     run = json.loads(str(extra["run"]))
-    del run["lr_decay"], run["ema"], run["kick"], run["mask_lost"]
+    del run["lr_decay"], run["ema"], run["kick"], run["mask_lost"], run["map_lost"]
     extra["run"] = np.array(json.dumps(run))
     from minihart.checkpoint import save
     save(os.path.join(out, "last.npz"), params, cfg, **extra)
     monkeypatch.setitem(train.DEFAULTS, "synthetic", {**train.DEFAULTS["synthetic"], "lr_decay": "cosine",
                                                        "ema": 0.999, "kick": 0.5,
-                                                       "mask_lost": True})  # sot's defaults
+                                                       "mask_lost": True, "map_lost": True})  # sot's
     assert train.main(["--resume", out, "--steps", "4", "--no-final-eval", "--quiet"]) == 0
     run = json.loads(str(load(os.path.join(out, "last.npz"))[2]["run"]))
     assert run["lr_decay"] == "none" and run["ema"] == 0.0 and run["kick"] == 0.0 and run["mask_lost"] is False
+    assert run["map_lost"] is False
 
 
 def test_cosine_decay_of_the_learning_rate_over_steps_or_minutes():

@@ -1,5 +1,6 @@
 """Real tracking sequences (minihart/data/sot.py): OTB, GOT-10k and LaSOT folders, absent
 targets, splits, resizing, the frame cache, augmentation and bad input."""
+import json
 import os
 
 import numpy as np
@@ -208,3 +209,5 @@ def test_training_reads_the_sot_dataset(tmp_path):
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--no-final-eval", "--quiet",
                        "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
+    run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
+    assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
