@@ -172,7 +172,7 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     """``track`` without --checkpoint uses minihart/weights/real.npz; on notebook 10's real clip
     (60 frames of a validation sequence, where the walker crosses the frame) it must beat the
     static first box (0.415 average IoU, precision@20px 0.68) and stay on the target (the shipped
-    checkpoint: 0.614 and 1.0), and the got10k-style object must load the same checkpoint."""
+    checkpoint: 0.757 and 1.0), and the got10k-style object must load the same checkpoint."""
     import json
     from pathlib import Path
     clip = Path(__file__).resolve().parents[1] / "tutorials" / "data" / "clip"
