@@ -30,6 +30,14 @@ def test_dependencies_are_requirements_txt_and_never_torch():
     assert extras["torch"] == ["torch==2.13.0"] and extras["gpu"] == _requirements("requirements-gpu.txt")
 
 
+def test_the_notebook_tools_come_with_the_install():
+    """tests/test_course.py and tests/test_notebooks.py skip without nbformat and nbclient (a bare
+    GPU image running ``-m gpu``); where minihart is installed they must be there, or they would
+    skip in CI unnoticed. jupyterlab and nbmake, both requirements, bring them."""
+    import nbclient  # noqa: F401, PLC0415
+    import nbformat  # noqa: F401, PLC0415
+
+
 def test_ci_installs_the_way_the_readme_says():
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
     start = readme[readme.index("## Start here"):readme.index("## The model")]
