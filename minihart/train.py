@@ -47,18 +47,18 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
                 ema=0.999, kick=0.5, mask_lost=True, map_lost=True),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
-                       lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1,
+                       mix=0.0, lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1,
                        mask_lost=False, map_lost=False)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom", "box_jitter", "lr_decay", "ema", "kick", "kick_prob",
+             "max_stride", "max_zoom", "box_jitter", "mix", "lr_decay", "ema", "kick", "kick_prob",
              "mask_lost", "map_lost")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
-               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, lr_decay=None, ema=None,
+               max_len=None, max_stride=None, max_zoom=None, box_jitter=None, mix=None, lr_decay=None, ema=None,
                kick=None, kick_prob=None, mask_lost=None, map_lost=None,
                skip_nonfinite=False,
                quiet=False)
@@ -295,7 +295,7 @@ def train(args=None, **options) -> str:
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump(dict(run=run, model=cfg.to_dict()), f, indent=1)
     steps, minutes = state["stop"]["steps"], state["stop"]["minutes"]
-    sot = {k: run[k] for k in ("max_stride", "max_zoom", "box_jitter")} if run["dataset"] == "sot" else {}
+    sot = {k: run[k] for k in ("max_stride", "max_zoom", "box_jitter", "mix")} if run["dataset"] == "sot" else {}
     train_set = open_dataset(run["dataset"], "train", cfg, run["data_root"], run["difficulty"], **sot)
     test_set = open_dataset(run["dataset"], "test", cfg, run["data_root"], run["difficulty"])
     rng = np.random.default_rng()
@@ -493,6 +493,9 @@ def build_parser():
     p.add_argument("--box-jitter", type=number(float, 1),
                    help="sot: the first box is given scaled by up to J and shifted, so the tracker learns to "
                         "find the object's extent (default 1: exact)")
+    p.add_argument("--mix", type=number(float, 0, 1),
+                   help="sot: scene mixing, the probability that a training window's target is laid over "
+                        "frames of another sequence (default 0)")
     p.add_argument("--lr-decay", choices=["none", "cosine"],
                    help="the learning rate over the run: constant (default) or cosine down to 5%% at its end "
                         "(sot's default)")

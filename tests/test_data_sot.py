@@ -198,6 +198,65 @@ def test_augmentation_moves_boxes_with_the_pixels(tmp_path):
     assert seen_zoom
 
 
+def test_feathered_mask():
+    """1 on the box and within 0.05 of its size outside it, linear down to 0 at 0.3 of its size,
+    0 where the target is absent."""
+    m = sot.feathered_mask(np.array([[10, 20, 10, 20], [10, 20, 10, 20]], np.float32), np.array([1, 0]), (40, 60))
+    assert m.shape == (2, 40, 60) and m.dtype == np.float32 and not m[1].any()
+    assert m[0, 10:20, 20:40].min() == 1 and m[0, 9, 30] == pytest.approx(1.0)  # 0.05 of h = 0.5 px out
+    assert m[0, 8, 30] == pytest.approx((0.3 - 0.15) / 0.25)  # row 8's centre is 1.5 px = 0.15 h above
+    assert m[0, 20, 30] == pytest.approx((0.3 - 0.05) / 0.25) and m[0, 21, 30] == pytest.approx(0.6)
+    assert not m[0, :7].any() and not m[0, 23:].any() and not m[0, :, :14].any() and not m[0, :, 46:].any()
+
+
+def _two_scenes(mix, n=12, hw=(48, 64)):
+    """Track 0: a white square moving over black, absent in frame 6; track 1: grey 100 everywhere."""
+    a = np.zeros((n, *hw, 3), np.uint8)
+    boxes = np.array([[10 + i, 12 + 2 * i, 12, 10] for i in range(n)], np.float32)
+    for i, (y, x, h, w) in enumerate(boxes.astype(int)):
+        a[i, y:y + h, x:x + w] = 255
+    presence = np.ones(n, np.float32)
+    presence[6] = 0
+    a[6] = 0
+    b = np.full((n, *hw, 3), 100, np.uint8)
+    tracks = [(0, 0, boxes, presence), (1, 0, boxes[::-1].copy(), np.ones(n, np.float32))]
+    return sot.SOTSet("sot", [a, b], tracks, 3, [], [], augment=True, box_jitter=1.6, mix=mix)
+
+
+def test_scene_mixing_lays_the_target_over_another_sequence():
+    """With --mix 1 every window of track 0 shows its white target where its boxes say (the first
+    box is jittered; the cut-out follows the true one) over track 1's grey scene, which fills every
+    pixel far from the box and the whole frame where the target is absent; --mix 0 never mixes,
+    and 0.5 mixes about half the windows."""
+    rng = np.random.default_rng(0)
+    ds = _two_scenes(1.0)
+    mine = [i for i, (k, _, _) in enumerate(ds.windows(8)) if k == 0]
+    for _ in range(20):
+        frames, boxes, presence = ds.augmented_window(int(rng.choice(mine)), 8, rng)
+        assert frames.dtype == np.uint8 and frames.shape[1:] == (48, 64, 3)
+        for t in range(len(frames)):
+            if not presence[t]:
+                assert (frames[t] == 100).all()
+                continue
+            # white kept whole by the true boxes (never the jittered first one): no white-grey blend
+            assert not ((frames[t] > 100) & (frames[t] < 255)).any(), t
+            if t == 0:
+                continue
+            y, x, h, w = boxes[t]
+            inside = frames[t, int(np.ceil(y + 1)):int(y + h - 1), int(np.ceil(x + 1)):int(x + w - 1)]
+            assert inside.size and inside.min() == 255, (t, boxes[t])
+            far = np.ones((48, 64), bool)
+            near_y = slice(max(0, int(y - 0.3 * h) - 1), int(y + 1.3 * h) + 2)
+            far[near_y, max(0, int(x - 0.3 * w) - 1):int(x + 1.3 * w) + 2] = 0
+            assert (frames[t][far] == 100).all(), t
+    for mix, lo, hi in ((0.0, 0, 0), (0.5, 25, 75)):
+        ds = _two_scenes(mix)
+        mixed = sum(bool((ds.augmented_window(int(rng.choice(mine)), 8, rng)[0] == 100).any()) for _ in range(100))
+        assert lo <= mixed <= hi, (mix, mixed)
+    with pytest.raises(ValueError, match="mix is a probability"):
+        _two_scenes(1.5)
+
+
 def test_training_reads_the_sot_dataset(tmp_path):
     from minihart import train
     root = tmp_path / "set"
@@ -206,8 +265,9 @@ def test_training_reads_the_sot_dataset(tmp_path):
             otb_seq(root / split / name, LINES * 2, hw=(45, 60))
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
-                       "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--no-final-eval", "--quiet",
-                       "--out", str(out), "--max-len", "5"]) == 0
+                       "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5", "--no-final-eval",
+                       "--quiet", "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
+    assert run["mix"] == 0.5

@@ -231,6 +231,22 @@ def zoom_shift(boxes, presence, rng, hw, max_zoom):
     return rows, cols, boxes.astype(np.float32)
 
 
+def feathered_mask(boxes, presence, hw, inner=0.05, outer=0.3):
+    """``(L, H, W)`` float32 weights of the target's pixels for :meth:`SOTSet.augmented_window`'s
+    scene mixing: 1 on each box and up to ``inner`` of its size outside it, falling linearly to 0
+    at ``outer`` of its size; 0 everywhere in frames where the target is absent."""
+    H, W = hw
+    b = np.asarray(boxes, np.float64)
+
+    def axis(n, start, size):  # (L, n): 1 near the box along one axis, 0 far from it
+        size = np.maximum(size, 1e-3)[:, None]
+        out = np.maximum(0, np.abs(np.arange(n) + 0.5 - (start[:, None] + size / 2)) - size / 2) / size
+        return np.clip((outer - out) / (outer - inner), 0, 1)
+
+    mask = axis(H, b[:, 0], b[:, 2])[:, :, None] * axis(W, b[:, 1], b[:, 3])[:, None, :]
+    return (mask * (np.asarray(presence) > 0)[:, None, None]).astype(np.float32)
+
+
 class SOTSet(TrackSet):
     """SOT sequences as a :class:`TrackSet` (one track per sequence, frames as stored uint8
     ``(N, H, W, 3)``), with ``sequences`` (their :class:`SequenceInfo`) and ``scales`` (image
@@ -244,17 +260,23 @@ class SOTSet(TrackSet):
     from which the tracker starts, given imprecisely (``box_jitter``: its height and width scaled
     by factors in ``[1/j, j]``, its centre moved by up to ``(j - 1) / 4`` of its size), so that
     the tracker learns to find the object's extent from what it sees rather than keep the
-    window it was given (the first box is not scored).
+    window it was given (the first box is not scored). With probability ``mix`` (scene mixing),
+    the window's target, cut out with a feathered edge about its true boxes
+    (:func:`feathered_mask`), is laid over consecutive frames of another training sequence
+    (mirrored at random), so the same object moves over a scene it was never seen in; frames
+    where it is absent show the other scene alone.
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
-                 max_stride=3, max_zoom=1.5, box_jitter=1.0):
+                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
         if max_stride < 1 or max_zoom < 1 or box_jitter < 1:
             raise ValueError(f"SOTSet: max_stride, max_zoom and box_jitter must be >= 1, got {max_stride}, "
                              f"{max_zoom}, {box_jitter}")
+        if not 0 <= mix <= 1:
+            raise ValueError(f"SOTSet: mix is a probability, got {mix}")
         self.sequences, self.scales = sequences, scales
-        self.max_stride, self.max_zoom, self.box_jitter = max_stride, max_zoom, box_jitter
+        self.max_stride, self.max_zoom, self.box_jitter, self.mix = max_stride, max_zoom, box_jitter, mix
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
@@ -270,6 +292,7 @@ class SOTSet(TrackSet):
         if rng.random() < 0.5:  # mirror
             cols = cols[::-1]
             b[:, 1] = self.image_hw[1] - b[:, 1] - b[:, 3]
+        true = b.copy()
         if self.box_jitter > 1:  # the tracker starts from an imprecise box: scaled and shifted
             j = self.box_jitter
             size = b[0, 2:] * np.exp(rng.uniform(-np.log(j), np.log(j), 2))
@@ -279,7 +302,23 @@ class SOTSet(TrackSet):
         frames = self.videos[video][first + idx]  # (L, H, W, 3): one gather of flat pixel indices
         H, W = self.image_hw
         pixels = (rows[:, None] * W + cols).ravel()
-        return np.take(frames.reshape(len(idx), H * W, -1), pixels, axis=1).reshape(frames.shape), b, p
+        frames = np.take(frames.reshape(len(idx), H * W, -1), pixels, axis=1).reshape(frames.shape)
+        if self.mix > 0 and len(self.tracks) > 1 and rng.random() < self.mix:
+            frames = self.mixed(frames, true, p, k, rng)
+        return frames, b, p
+
+    def mixed(self, frames, boxes, presence, k, rng):
+        """Scene mixing (see the class docstring): ``frames`` (L, H, W[, 3]) uint8 of track ``k``,
+        its target at ``boxes`` where ``presence``, over frames of another track."""
+        other = int(rng.integers(len(self.tracks) - 1))
+        video, first, track_boxes, _ = self.tracks[other + (other >= k)]
+        n, L = len(track_boxes), len(frames)
+        idx = np.minimum(int(rng.integers(max(1, n - L + 1))) + np.arange(L), n - 1)
+        scene = self.videos[video][first + idx]
+        if rng.random() < 0.5:
+            scene = scene[:, :, ::-1]
+        alpha = feathered_mask(boxes, presence, self.image_hw).reshape(frames.shape[:3] + (1,) * (frames.ndim - 3))
+        return (alpha * frames + (1 - alpha) * scene).round().astype(np.uint8)
 
     def gather(self, indices, seq_len, rng=None, xp=np):
         if not (self.augment and rng is not None):
@@ -295,7 +334,7 @@ def default_cache_dir(root):
 
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
-         max_zoom=1.5, box_jitter=1.0, list_file=None, cache=True):
+         max_zoom=1.5, box_jitter=1.0, mix=0.0, list_file=None, cache=True):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -305,7 +344,8 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
       frame_hw: resize every frame to ``(H, W)`` (boxes scaled per axis); None keeps the images'
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
-      augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom and box_jitter.
+      augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter
+        and mix.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -322,4 +362,5 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         tracks.append((k, 0, info.boxes * scale, info.presence))
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
-                  split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter)
+                  split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter,
+                  mix)
