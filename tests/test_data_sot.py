@@ -265,8 +265,8 @@ def test_training_reads_the_sot_dataset(tmp_path):
             otb_seq(root / split / name, LINES * 2, hw=(45, 60))
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
-                       "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5", "--no-final-eval",
-                       "--quiet", "--out", str(out), "--max-len", "5"]) == 0
+                       "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
+                       "--no-final-eval", "--quiet", "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
