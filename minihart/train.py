@@ -54,6 +54,7 @@ RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimize
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
              "max_stride", "max_zoom", "box_jitter", "mix", "lr_decay", "ema", "kick", "kick_prob",
              "mask_lost", "map_lost")
+SOT_FLAGS = ("max_stride", "max_zoom", "box_jitter", "mix")  # augmentation of real sequences
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
@@ -136,6 +137,10 @@ def _model_config(run):
 
 def _new_run(opts):
     opts["dataset"] = opts["dataset"] or "synthetic"
+    given = [k for k in SOT_FLAGS if opts.get(k) is not None]
+    if given and opts["dataset"] != "sot":  # they would do nothing: say so rather than ignore them
+        raise TrainingError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: "
+                            f"only for --dataset sot, not {opts['dataset']}")
     d = {**COMMON_DEFAULTS, **DEFAULTS[opts["dataset"]]}
     run = {k: opts[k] if opts.get(k) is not None else d.get(k) for k in RUN_FLAGS}
     run.update(dataset=opts["dataset"], data_root=opts["data_root"], difficulty=opts["difficulty"],
@@ -295,7 +300,7 @@ def train(args=None, **options) -> str:
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump(dict(run=run, model=cfg.to_dict()), f, indent=1)
     steps, minutes = state["stop"]["steps"], state["stop"]["minutes"]
-    sot = {k: run[k] for k in ("max_stride", "max_zoom", "box_jitter", "mix")} if run["dataset"] == "sot" else {}
+    sot = {k: run[k] for k in SOT_FLAGS} if run["dataset"] == "sot" else {}
     train_set = open_dataset(run["dataset"], "train", cfg, run["data_root"], run["difficulty"], **sot)
     test_set = open_dataset(run["dataset"], "test", cfg, run["data_root"], run["difficulty"])
     rng = np.random.default_rng()

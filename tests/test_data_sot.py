@@ -271,3 +271,15 @@ def test_training_reads_the_sot_dataset(tmp_path):
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
     assert run["mix"] == 0.5
+
+
+@pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--max-zoom", "2", "--box-jitter", "1.2"]])
+def test_sot_augmentation_flags_are_refused_for_other_datasets(tmp_path, capsys, flags):
+    """They would change nothing there: an error names them, no run is made."""
+    from minihart import train
+    out = tmp_path / "run"
+    assert train.main(["--dataset", "synthetic", "--steps", "2", "--no-final-eval", "--quiet",
+                       "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "only for --dataset sot, not synthetic" in err and all(f in err for f in flags[::2])
+    assert not out.exists()
