@@ -272,6 +272,13 @@ def train(args=None, **options) -> str:
         params, cfg, opt, run, state, ema = _load_run(opts["resume"], device)
         out = opts["resume"]
         run["skip_nonfinite"] = run["skip_nonfinite"] or opts["skip_nonfinite"]
+        run.setdefault("lr_decay", "none")  # runs made before the decay, the average and the kicks had none
+        run.setdefault("ema", 0.0)
+        run.setdefault("kick", 0.0)
+        run.setdefault("mask_lost", False)
+        run.setdefault("map_lost", False)
+        for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
+            run.setdefault(k, v)
         for flag in ("dataset", "difficulty") + RUN_FLAGS:  # silently ignoring them would surprise
             given = opts.get(flag)
             if given is not None and given != run.get(flag):
@@ -281,13 +288,6 @@ def train(args=None, **options) -> str:
         if opts["alexnet"]:
             raise TrainingError("--alexnet initialises a new run; a resumed run continues from its checkpoint")
         run["data_root"] = opts["data_root"] or run["data_root"]
-        run.setdefault("lr_decay", "none")  # runs made before the decay, the average and the kicks had none
-        run.setdefault("ema", 0.0)
-        run.setdefault("kick", 0.0)
-        run.setdefault("mask_lost", False)
-        run.setdefault("map_lost", False)
-        for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
-            run.setdefault(k, v)
         state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))
     else:
         params, cfg, opt, run, state = _new_run(opts)
