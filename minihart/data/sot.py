@@ -319,8 +319,10 @@ class SOTSet(TrackSet):
         video, first, track_boxes, _ = self.tracks[other + (other >= k)]
         n, L = len(track_boxes), len(frames)
         idx = np.minimum(int(rng.integers(max(1, n - L + 1))) + np.arange(L), n - 1)
-        out = self.videos[video][first + idx]  # a copy (fancy indexing), blended in place where
-        if rng.random() < 0.5:                 # feathered_mask is not 0: the same result, faster
+        # a copy (fancy indexing), blended in place only where feathered_mask is not 0: the same
+        # frames as blending whole ones, faster
+        out = self.videos[video][first + idx]
+        if rng.random() < 0.5:
             out = out[:, :, ::-1]
         rows, cols = feather_axes(boxes, self.image_hw)
         for t in np.flatnonzero(presence > 0):
