@@ -253,8 +253,62 @@ def test_scene_mixing_lays_the_target_over_another_sequence():
         ds = _two_scenes(mix)
         mixed = sum(bool((ds.augmented_window(int(rng.choice(mine)), 8, rng)[0] == 100).any()) for _ in range(100))
         assert lo <= mixed <= hi, (mix, mixed)
-    with pytest.raises(ValueError, match="mix is a probability"):
+    with pytest.raises(ValueError, match="mix and distract are probabilities"):
         _two_scenes(1.5)
+
+
+def _look_alike_scenes(distract, n=12, hw=(96, 128)):
+    """Track 0: a white 8x8 square drifting over black; track 1: a 200-grey 16x16 square on grey 100."""
+    a = np.zeros((n, *hw, 3), np.uint8)
+    boxes = np.array([[44, 56 + i, 8, 8] for i in range(n)], np.float32)
+    for i, (y, x, h, w) in enumerate(boxes.astype(int)):
+        a[i, y:y + h, x:x + w] = 255
+    b = np.full((n, *hw, 3), 100, np.uint8)
+    other = np.array([[30, 40 + i, 16, 16] for i in range(n)], np.float32)
+    for i, (y, x, h, w) in enumerate(other.astype(int)):
+        b[i, y:y + h, x:x + w] = 200
+    tracks = [(0, 0, boxes, np.ones(n, np.float32)), (1, 0, other, np.ones(n, np.float32))]
+    return sot.SOTSet("sot", [a, b], tracks, 3, [], [], augment=True, distract=distract), a, boxes
+
+
+def test_a_look_alike_is_laid_in_beside_the_target():
+    """distracted() lays another target in, scaled to about the target's size, 1 to 2.5 target
+    sizes away, and keeps the target in front: its box is never touched; --distract sets how often."""
+    rng = np.random.default_rng(0)
+    ds, frames, boxes = _look_alike_scenes(1.0)
+    presence = np.ones(len(boxes), np.float32)
+    seen, near = set(), 0
+    for _ in range(60):
+        out = ds.distracted(frames.copy(), boxes, presence, rng)
+        assert out.dtype == np.uint8 and out.shape == frames.shape
+        for t, (y, x, h, w) in enumerate(boxes.astype(int)):
+            assert (out[t, y:y + h, x:x + w] == 255).all(), t  # the target in front, whole
+        changed = (out[0] != frames[0]).any(-1)
+        if not changed.any():
+            continue
+        grey = (out[0] == 200).all(-1)  # the look-alike's own pixels, laid in whole
+        if grey.any():  # track 1's target: 16x16 scaled to the target's 8x8 area, give or take exp(0.3)
+            seen.add(1)
+            ys, xs = np.nonzero(grey)
+            assert 64 * np.exp(-0.6) * 0.5 <= grey.sum() <= 64 * np.exp(0.6) * 1.6, grey.sum()
+            dy, dx = (ys.mean() + 0.5 - 48) / 8, (xs.mean() + 0.5 - 60) / 8
+            if 20 <= ys.mean() <= 76 and 20 <= xs.mean() <= 108:  # not cut by the frame's edge
+                assert 0.9 <= np.hypot(dy, dx) <= 2.6, (dy, dx)
+        else:
+            seen.add(0)  # its own target at another time: white, blended over black
+        ys, xs = np.nonzero(changed)
+        near += bool(((np.abs(ys + 0.5 - 48) < 4 + 2.4) & (np.abs(xs + 0.5 - 60) < 4 + 2.4)).any())
+    assert seen == {0, 1} and near, (seen, near)  # both sources drawn; some came close to the target
+    windows = [i for i, (k, _, _) in enumerate(ds.windows(8)) if k == 0]
+    for p, lo, hi in ((0.0, 0, 0), (0.5, 25, 75)):
+        ds = _look_alike_scenes(p)[0]
+        hits = 0
+        for _ in range(100):
+            f = ds.augmented_window(int(rng.choice(windows)), 8, rng)[0]
+            hits += bool(((f != 0) & (f != 255)).any())
+        assert lo <= hits <= hi, (p, hits)
+    with pytest.raises(ValueError, match="mix and distract are probabilities"):
+        _look_alike_scenes(-0.1)
 
 
 def test_training_reads_the_sot_dataset(tmp_path):
@@ -266,14 +320,14 @@ def test_training_reads_the_sot_dataset(tmp_path):
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
-                       "--no-final-eval", "--quiet", "--out", str(out), "--max-len", "5"]) == 0
+                       "--distract", "0.5", "--no-final-eval", "--quiet", "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
-    assert run["mix"] == 0.5
+    assert run["mix"] == 0.5 and run["distract"] == 0.5
 
 
-@pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--max-zoom", "2", "--box-jitter", "1.2"]])
+@pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--max-zoom", "2", "--box-jitter", "1.2"]])
 def test_sot_augmentation_flags_are_refused_for_other_datasets(tmp_path, capsys, flags):
     """They would change nothing there: an error names them, no run is made."""
     from minihart import train

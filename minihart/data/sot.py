@@ -269,19 +269,23 @@ class SOTSet(TrackSet):
     the window's target, cut out with a feathered edge about its true boxes
     (:func:`feathered_mask`), is laid over consecutive frames of another training sequence
     (mirrored at random), so the same object moves over a scene it was never seen in; frames
-    where it is absent show the other scene alone.
+    where it is absent show the other scene alone. With probability ``distract`` a look-alike is
+    laid in behind the target (:meth:`distracted`): the target of a training sequence (this one
+    included, at another time), moving as it did, scaled to about the target's size and placed 1
+    to 2.5 target sizes away, so that the window sees two objects and must keep the right one.
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
-                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0):
+                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
         if max_stride < 1 or max_zoom < 1 or box_jitter < 1:
             raise ValueError(f"SOTSet: max_stride, max_zoom and box_jitter must be >= 1, got {max_stride}, "
                              f"{max_zoom}, {box_jitter}")
-        if not 0 <= mix <= 1:
-            raise ValueError(f"SOTSet: mix is a probability, got {mix}")
+        if not (0 <= mix <= 1 and 0 <= distract <= 1):
+            raise ValueError(f"SOTSet: mix and distract are probabilities, got {mix}, {distract}")
         self.sequences, self.scales = sequences, scales
         self.max_stride, self.max_zoom, self.box_jitter, self.mix = max_stride, max_zoom, box_jitter, mix
+        self.distract = distract
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
@@ -310,6 +314,8 @@ class SOTSet(TrackSet):
         frames = np.take(frames.reshape(len(idx), H * W, -1), pixels, axis=1).reshape(frames.shape)
         if self.mix > 0 and len(self.tracks) > 1 and rng.random() < self.mix:
             frames = self.mixed(frames, true, p, k, rng)
+        if self.distract > 0 and rng.random() < self.distract:
+            frames = self.distracted(frames, true, p, rng)
         return frames, b, p
 
     def mixed(self, frames, boxes, presence, k, rng):
@@ -336,6 +342,46 @@ class SOTSet(TrackSet):
             out[region] = (alpha * frames[region] + (1 - alpha) * out[region]).round().astype(np.uint8)
         return out
 
+    def distracted(self, frames, boxes, presence, rng):
+        """A look-alike behind the target (see the class docstring), laid into ``frames`` (L, H, W[, 3])
+        uint8 in place; the target, at ``boxes`` where ``presence``, is kept in front."""
+        src = int(rng.integers(len(self.tracks)))  # any sequence's target, this one's included
+        video, first, track_boxes, track_presence = self.tracks[src]
+        n, L = len(track_boxes), len(frames)
+        idx = first + np.minimum(int(rng.integers(max(1, n - L + 1))) + np.arange(L), n - 1)
+        db, dp = track_boxes[idx - first].astype(np.float64), track_presence[idx - first]
+        if not (dp.any() and presence.any()):
+            return frames
+        H, W = self.image_hw
+        mirror = rng.random() < 0.5
+        if mirror:
+            db[:, 1] = W - db[:, 1] - db[:, 3]
+        t0, d0 = np.flatnonzero(presence > 0)[0], np.flatnonzero(dp > 0)[0]
+        size = boxes[t0, 2:].astype(np.float64)
+        s = np.sqrt(size.prod() / max(db[d0, 2:].prod(), 1e-3)) * np.exp(rng.uniform(-0.3, 0.3))
+        s = float(np.clip(s, 0.25, 4))
+        angle = rng.uniform(0, 2 * np.pi)  # the look-alike's first centre, 1 to 2.5 target sizes away
+        centre = boxes[t0, :2] + size / 2 + rng.uniform(1, 2.5) * size * [np.sin(angle), np.cos(angle)]
+        offset = centre - s * (db[d0, :2] + db[d0, 2:] / 2)  # frame = s * source + offset
+        placed = np.concatenate([s * db[:, :2] + offset, s * db[:, 2:]], axis=1)
+        rows, cols = feather_axes(placed, self.image_hw)
+        # the target in front: its box and a margin of 0.1 of its size, as it was
+        front_rows, front_cols = feather_axes(boxes, self.image_hw, inner=0.0, outer=0.1)
+        for t in np.flatnonzero(dp > 0):
+            ys, xs = np.flatnonzero(rows[t]), np.flatnonzero(cols[t])
+            if not (ys.size and xs.size):  # placed wholly outside the frame
+                continue
+            sy = np.clip(((ys + 0.5 - offset[0]) / s).astype(np.intp), 0, H - 1)
+            sx = np.clip(((xs + 0.5 - offset[1]) / s).astype(np.intp), 0, W - 1)
+            look_alike = self.videos[video][idx[t]][np.ix_(sy, W - 1 - sx if mirror else sx)]
+            alpha = np.outer(rows[t, ys], cols[t, xs]).astype(np.float32)
+            alpha = alpha.reshape(alpha.shape + (1,) * (frames.ndim - 3))
+            region = np.s_[t, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
+            front = np.outer(front_rows[t, region[1]], front_cols[t, region[2]]) * (presence[t] > 0)
+            alpha *= 1 - front.astype(np.float32).reshape(alpha.shape)
+            frames[region] = (alpha * look_alike + (1 - alpha) * frames[region]).round().astype(np.uint8)
+        return frames
+
     def gather(self, indices, seq_len, rng=None, xp=np):
         if not (self.augment and rng is not None):
             return super().gather(indices, seq_len, None, xp)
@@ -350,7 +396,7 @@ def default_cache_dir(root):
 
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
-         max_zoom=1.5, box_jitter=1.0, mix=0.0, list_file=None, cache=True):
+         max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, list_file=None, cache=True):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -360,8 +406,8 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
       frame_hw: resize every frame to ``(H, W)`` (boxes scaled per axis); None keeps the images'
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
-      augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter
-        and mix.
+      augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter,
+        mix and distract.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -379,4 +425,4 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
                   split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter,
-                  mix)
+                  mix, distract)
