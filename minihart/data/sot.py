@@ -243,6 +243,17 @@ def feather_axes(boxes, hw, inner=0.05, outer=0.3):
     return axis(hw[0], b[:, 0], b[:, 2]), axis(hw[1], b[:, 1], b[:, 3])
 
 
+def _feather_patch(rows, cols, ndim):
+    """One frame's nonzero part of :func:`feather_axes`' factors ``rows (H,)``, ``cols (W,)``: its
+    row and column indices (contiguous) and float32 weights ``(h, w[, 1])`` for frames of ``ndim``
+    dimensions (L, H, W[, C]); None where it is empty (a box wholly outside the frame)."""
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(cols)
+    if not (ys.size and xs.size):
+        return None
+    alpha = np.outer(rows[ys], cols[xs]).astype(np.float32)
+    return ys, xs, alpha.reshape(alpha.shape + (1,) * (ndim - 3))
+
+
 def feathered_mask(boxes, presence, hw, inner=0.05, outer=0.3):
     """``(L, H, W)`` float32 weights of the target's pixels for :meth:`SOTSet.augmented_window`'s
     scene mixing: 1 on each box and up to ``inner`` of its size outside it, falling linearly to 0
@@ -332,13 +343,10 @@ class SOTSet(TrackSet):
             out = out[:, :, ::-1]
         rows, cols = feather_axes(boxes, self.image_hw)
         for t in np.flatnonzero(presence > 0):
-            ys, xs = np.flatnonzero(rows[t]), np.flatnonzero(cols[t])
-            if not (ys.size and xs.size):  # a box wholly outside the frame
+            if (patch := _feather_patch(rows[t], cols[t], frames.ndim)) is None:  # wholly outside the frame
                 continue
-            (y, y1), (x, x1) = ys[[0, -1]], xs[[0, -1]]
-            alpha = (rows[t, y:y1 + 1, None] * cols[t, None, x:x1 + 1]).astype(np.float32)
-            alpha = alpha.reshape(alpha.shape + (1,) * (frames.ndim - 3))
-            region = np.s_[t, y:y1 + 1, x:x1 + 1]
+            ys, xs, alpha = patch
+            region = np.s_[t, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
             out[region] = (alpha * frames[region] + (1 - alpha) * out[region]).round().astype(np.uint8)
         return out
 
@@ -368,14 +376,12 @@ class SOTSet(TrackSet):
         # the target in front: its box and a margin of 0.1 of its size, as it was
         front_rows, front_cols = feather_axes(boxes, self.image_hw, inner=0.0, outer=0.1)
         for t in np.flatnonzero(dp > 0):
-            ys, xs = np.flatnonzero(rows[t]), np.flatnonzero(cols[t])
-            if not (ys.size and xs.size):  # placed wholly outside the frame
+            if (patch := _feather_patch(rows[t], cols[t], frames.ndim)) is None:  # placed wholly outside
                 continue
+            ys, xs, alpha = patch
             sy = np.clip(((ys + 0.5 - offset[0]) / s).astype(np.intp), 0, H - 1)
             sx = np.clip(((xs + 0.5 - offset[1]) / s).astype(np.intp), 0, W - 1)
             look_alike = self.videos[video][idx[t]][np.ix_(sy, W - 1 - sx if mirror else sx)]
-            alpha = np.outer(rows[t, ys], cols[t, xs]).astype(np.float32)
-            alpha = alpha.reshape(alpha.shape + (1,) * (frames.ndim - 3))
             region = np.s_[t, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
             front = np.outer(front_rows[t, region[1]], front_cols[t, region[2]]) * (presence[t] > 0)
             alpha *= 1 - front.astype(np.float32).reshape(alpha.shape)
