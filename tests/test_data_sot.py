@@ -253,7 +253,7 @@ def test_scene_mixing_lays_the_target_over_another_sequence():
         ds = _two_scenes(mix)
         mixed = sum(bool((ds.augmented_window(int(rng.choice(mine)), 8, rng)[0] == 100).any()) for _ in range(100))
         assert lo <= mixed <= hi, (mix, mixed)
-    with pytest.raises(ValueError, match="mix and distract are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract and patches are probabilities"):
         _two_scenes(1.5)
 
 
@@ -307,8 +307,66 @@ def test_a_look_alike_is_laid_in_beside_the_target():
             f = ds.augmented_window(int(rng.choice(windows)), 8, rng)[0]
             hits += bool(((f != 0) & (f != 255)).any())
         assert lo <= hits <= hi, (p, hits)
-    with pytest.raises(ValueError, match="mix and distract are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract and patches are probabilities"):
         _look_alike_scenes(-0.1)
+
+
+def _patch_scenes(patches, n=12, hw=(96, 128)):
+    """Track 0: a white 8x8 square drifting over black; track 1: a ramp, column x of grey 10 + x."""
+    a = np.zeros((n, *hw, 3), np.uint8)
+    boxes = np.array([[44, 56 + i, 8, 8] for i in range(n)], np.float32)
+    for i, (y, x, h, w) in enumerate(boxes.astype(int)):
+        a[i, y:y + h, x:x + w] = 255
+    b = np.broadcast_to((10 + np.arange(hw[1], dtype=np.uint8))[None, None, :, None], (n, *hw, 3)).copy()
+    other = np.array([[30, 40, 16, 16]] * n, np.float32)
+    tracks = [(0, 0, boxes, np.ones(n, np.float32)), (1, 0, other, np.ones(n, np.float32))]
+    return sot.SOTSet("sot", [a, b], tracks, 3, [], [], augment=True, patches=patches), a, boxes
+
+
+def test_a_random_patch_replaces_the_target():
+    """patched() covers the target's box in every frame where it is present with a piece of a
+    training scene, stretched onto the box (its size varies), and leaves the frame beyond the
+    feathered margin and the frames without the target alone; --patches sets how often."""
+    rng = np.random.default_rng(0)
+    ds, frames, boxes = _patch_scenes(1.0)
+    presence = np.ones(len(boxes), np.float32)
+    presence[5] = 0
+    seen, spans, directions = set(), [], set()
+    for _ in range(60):
+        out = ds.patched(frames.copy(), boxes, presence, rng)
+        assert out.dtype == np.uint8 and out.shape == frames.shape
+        assert (out[5] == frames[5]).all()  # the target absent: the frame as it was
+        for t, (y, x, h, w) in enumerate(boxes.astype(int)):
+            far = np.ones(frames.shape[1:3], bool)
+            far[y - 3:y + h + 3, x - 3:x + w + 3] = False  # 0.3 of the 8x8 box, and a pixel
+            assert (out[t][far] == frames[t][far]).all(), t
+        inner = out[0, 44:52, 56:64, 0].astype(int)
+        if ((inner >= 10) & (inner < 10 + 128)).all():  # the ramp: columns of one grey each
+            seen.add(1)
+            assert (inner == inner[:1]).all()
+            steps = np.diff(inner[0])
+            assert (steps >= 0).all() or (steps <= 0).all(), inner[0]
+            directions.add(int(np.sign(inner[0, -1] - inner[0, 0])))
+            spans.append(abs(inner[0, -1] - inner[0, 0]) * 8 / 7)  # source columns over the box's 8
+        else:
+            seen.add(0)  # a piece of track 0's black and white
+        assert not (out[0, 44:52, 56:64] == 255).all()  # the white target is covered
+    assert seen == {0, 1} and directions >= {-1, 1}, (seen, directions)
+    # the piece is the target's size times exp(U(-0.5, 0.5) + U(-0.3, 0.3)) per side: 3.6 to 17.8 columns
+    assert min(spans) >= 8 * np.exp(-0.8) - 1.5 and max(spans) <= 8 * np.exp(0.8) + 1.5, spans
+    assert max(spans) - min(spans) > 5, spans
+    windows = [i for i, (k, _, _) in enumerate(ds.windows(8)) if k == 0]
+    for p, lo, hi in ((0.0, 0, 0), (0.5, 25, 75)):
+        ds = _patch_scenes(p)[0]
+        hits = 0
+        for _ in range(100):
+            f, b, _ = ds.augmented_window(int(rng.choice(windows)), 8, rng)
+            y, x, h, w = b[1]
+            inside = f[1, int(np.ceil(y + 1)):int(y + h - 1), int(np.ceil(x + 1)):int(x + w - 1)]
+            hits += not (inside == 255).all()
+        assert lo <= hits <= hi, (p, hits)
+    with pytest.raises(ValueError, match="mix, distract and patches are probabilities"):
+        _patch_scenes(1.5)
 
 
 def test_training_reads_the_sot_dataset(tmp_path):
@@ -320,14 +378,16 @@ def test_training_reads_the_sot_dataset(tmp_path):
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
-                       "--distract", "0.5", "--no-final-eval", "--quiet", "--out", str(out), "--max-len", "5"]) == 0
+                       "--distract", "0.5", "--patches", "0.5", "--no-final-eval", "--quiet", "--out", str(out),
+                       "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
-    assert run["mix"] == 0.5 and run["distract"] == 0.5
+    assert run["mix"] == 0.5 and run["distract"] == 0.5 and run["patches"] == 0.5
 
 
-@pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--max-zoom", "2", "--box-jitter", "1.2"]])
+@pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"],
+                                   ["--max-zoom", "2", "--box-jitter", "1.2"]])
 def test_sot_augmentation_flags_are_refused_for_other_datasets(tmp_path, capsys, flags):
     """They would change nothing there: an error names them, no run is made."""
     from minihart import train

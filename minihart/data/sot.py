@@ -284,19 +284,22 @@ class SOTSet(TrackSet):
     laid in behind the target (:meth:`distracted`): the target of a training sequence (this one
     included, at another time), moving as it did, scaled to about the target's size and placed 1
     to 2.5 target sizes away, so that the window sees two objects and must keep the right one.
+    With probability ``patches`` the target itself is replaced (:meth:`patched`, before mixing): a
+    random piece of a training scene, stretched onto the target's box in every frame, moves as the
+    target moved, so the tracker must follow what the first box shows, whatever it is.
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
-                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0):
+                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
         if max_stride < 1 or max_zoom < 1 or box_jitter < 1:
             raise ValueError(f"SOTSet: max_stride, max_zoom and box_jitter must be >= 1, got {max_stride}, "
                              f"{max_zoom}, {box_jitter}")
-        if not (0 <= mix <= 1 and 0 <= distract <= 1):
-            raise ValueError(f"SOTSet: mix and distract are probabilities, got {mix}, {distract}")
+        if not all(0 <= q <= 1 for q in (mix, distract, patches)):
+            raise ValueError(f"SOTSet: mix, distract and patches are probabilities, got {mix}, {distract}, {patches}")
         self.sequences, self.scales = sequences, scales
         self.max_stride, self.max_zoom, self.box_jitter, self.mix = max_stride, max_zoom, box_jitter, mix
-        self.distract = distract
+        self.distract, self.patches = distract, patches
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
@@ -323,6 +326,8 @@ class SOTSet(TrackSet):
         H, W = self.image_hw
         pixels = (rows[:, None] * W + cols).ravel()
         frames = np.take(frames.reshape(len(idx), H * W, -1), pixels, axis=1).reshape(frames.shape)
+        if self.patches > 0 and rng.random() < self.patches:
+            frames = self.patched(frames, true, p, rng)
         if self.mix > 0 and len(self.tracks) > 1 and rng.random() < self.mix:
             frames = self.mixed(frames, true, p, k, rng)
         if self.distract > 0 and rng.random() < self.distract:
@@ -388,6 +393,38 @@ class SOTSet(TrackSet):
             frames[region] = (alpha * look_alike + (1 - alpha) * frames[region]).round().astype(np.uint8)
         return frames
 
+    def patched(self, frames, boxes, presence, rng):
+        """A random-patch target (see the class docstring), laid into ``frames`` (L, H, W[, 3]) uint8
+        in place: consecutive frames of a random training sequence at one box, anywhere in its frame
+        (its size the target's first one times exp(U(-0.5, 0.5)), each side then times up to
+        exp(±0.3), mirrored at random), stretched onto the target's ``boxes`` where ``presence``
+        with scene mixing's feathered edge."""
+        src = int(rng.integers(len(self.tracks)))
+        video, first, track_boxes, _ = self.tracks[src]
+        n, L = len(track_boxes), len(frames)
+        idx = first + np.minimum(int(rng.integers(max(1, n - L + 1))) + np.arange(L), n - 1)
+        if not presence.any():
+            return frames
+        H, W = self.image_hw
+        t0 = np.flatnonzero(presence > 0)[0]
+        size = boxes[t0, 2:].astype(np.float64) * np.exp(rng.uniform(-0.5, 0.5) + rng.uniform(-0.3, 0.3, 2))
+        size = np.minimum(size, [H / 1.6, W / 1.6])  # the piece and its feathered margin inside the frame
+        lo, hi = 0.3 * size, np.array([H, W]) - 1.3 * size
+        top_left = rng.uniform(lo, np.maximum(hi, lo + 1e-3))
+        mirror = rng.random() < 0.5
+        rows, cols = feather_axes(boxes, self.image_hw)
+        for t in np.flatnonzero(presence > 0):
+            if (patch := _feather_patch(rows[t], cols[t], frames.ndim)) is None:  # wholly outside the frame
+                continue
+            ys, xs, alpha = patch
+            b = boxes[t].astype(np.float64)
+            sy = np.clip((top_left[0] + (ys + 0.5 - b[0]) / max(b[2], 1e-3) * size[0]).astype(np.intp), 0, H - 1)
+            sx = np.clip((top_left[1] + (xs + 0.5 - b[1]) / max(b[3], 1e-3) * size[1]).astype(np.intp), 0, W - 1)
+            piece = self.videos[video][idx[t]][np.ix_(sy, W - 1 - sx if mirror else sx)]
+            region = np.s_[t, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
+            frames[region] = (alpha * piece + (1 - alpha) * frames[region]).round().astype(np.uint8)
+        return frames
+
     def gather(self, indices, seq_len, rng=None, xp=np):
         if not (self.augment and rng is not None):
             return super().gather(indices, seq_len, None, xp)
@@ -402,7 +439,7 @@ def default_cache_dir(root):
 
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
-         max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, list_file=None, cache=True):
+         max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, list_file=None, cache=True):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -413,7 +450,7 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
       augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter,
-        mix and distract.
+        mix, distract and patches.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -431,4 +468,4 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
                   split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter,
-                  mix, distract)
+                  mix, distract, patches)
