@@ -254,6 +254,11 @@ def _feather_patch(rows, cols, ndim):
     return ys, xs, alpha.reshape(alpha.shape + (1,) * (ndim - 3))
 
 
+def _blend(alpha, top, under):
+    """``alpha * top + (1 - alpha) * under`` as uint8 pixels."""
+    return (alpha * top + (1 - alpha) * under).round().astype(np.uint8)
+
+
 def feathered_mask(boxes, presence, hw, inner=0.05, outer=0.3):
     """``(L, H, W)`` float32 weights of the target's pixels for :meth:`SOTSet.augmented_window`'s
     scene mixing: 1 on each box and up to ``inner`` of its size outside it, falling linearly to 0
@@ -334,16 +339,22 @@ class SOTSet(TrackSet):
             frames = self.distracted(frames, true, p, rng)
         return frames, b, p
 
+    def _consecutive(self, k, L, rng):
+        """``L`` consecutive frames of track ``k`` from a random start (its last one repeated where the
+        track is shorter): its video, their indices in it, and the track's boxes and presence there."""
+        video, first, boxes, presence = self.tracks[k]
+        n = len(boxes)
+        idx = np.minimum(int(rng.integers(max(1, n - L + 1))) + np.arange(L), n - 1)
+        return video, first + idx, boxes[idx], presence[idx]
+
     def mixed(self, frames, boxes, presence, k, rng):
         """Scene mixing (see the class docstring): ``frames`` (L, H, W[, 3]) uint8 of track ``k``,
         its target at ``boxes`` where ``presence``, over frames of another track."""
         other = int(rng.integers(len(self.tracks) - 1))
-        video, first, track_boxes, _ = self.tracks[other + (other >= k)]
-        n, L = len(track_boxes), len(frames)
-        idx = np.minimum(int(rng.integers(max(1, n - L + 1))) + np.arange(L), n - 1)
+        video, idx, _, _ = self._consecutive(other + (other >= k), len(frames), rng)
         # a copy (fancy indexing), blended in place only where feathered_mask is not 0: the same
         # frames as blending whole ones, faster
-        out = self.videos[video][first + idx]
+        out = self.videos[video][idx]
         if rng.random() < 0.5:
             out = out[:, :, ::-1]
         rows, cols = feather_axes(boxes, self.image_hw)
@@ -352,17 +363,15 @@ class SOTSet(TrackSet):
                 continue
             ys, xs, alpha = patch
             region = np.s_[t, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
-            out[region] = (alpha * frames[region] + (1 - alpha) * out[region]).round().astype(np.uint8)
+            out[region] = _blend(alpha, frames[region], out[region])
         return out
 
     def distracted(self, frames, boxes, presence, rng):
         """A look-alike behind the target (see the class docstring), laid into ``frames`` (L, H, W[, 3])
         uint8 in place; the target, at ``boxes`` where ``presence``, is kept in front."""
         src = int(rng.integers(len(self.tracks)))  # any sequence's target, this one's included
-        video, first, track_boxes, track_presence = self.tracks[src]
-        n, L = len(track_boxes), len(frames)
-        idx = first + np.minimum(int(rng.integers(max(1, n - L + 1))) + np.arange(L), n - 1)
-        db, dp = track_boxes[idx - first].astype(np.float64), track_presence[idx - first]
+        video, idx, db, dp = self._consecutive(src, len(frames), rng)
+        db = db.astype(np.float64)
         if not (dp.any() and presence.any()):
             return frames
         H, W = self.image_hw
@@ -390,7 +399,7 @@ class SOTSet(TrackSet):
             region = np.s_[t, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
             front = np.outer(front_rows[t, region[1]], front_cols[t, region[2]]) * (presence[t] > 0)
             alpha *= 1 - front.astype(np.float32).reshape(alpha.shape)
-            frames[region] = (alpha * look_alike + (1 - alpha) * frames[region]).round().astype(np.uint8)
+            frames[region] = _blend(alpha, look_alike, frames[region])
         return frames
 
     def patched(self, frames, boxes, presence, rng):
@@ -399,10 +408,7 @@ class SOTSet(TrackSet):
         (its size the target's first one times exp(U(-0.5, 0.5)), each side then times up to
         exp(±0.3), mirrored at random), stretched onto the target's ``boxes`` where ``presence``
         with scene mixing's feathered edge."""
-        src = int(rng.integers(len(self.tracks)))
-        video, first, track_boxes, _ = self.tracks[src]
-        n, L = len(track_boxes), len(frames)
-        idx = first + np.minimum(int(rng.integers(max(1, n - L + 1))) + np.arange(L), n - 1)
+        video, idx, _, _ = self._consecutive(int(rng.integers(len(self.tracks))), len(frames), rng)
         if not presence.any():
             return frames
         H, W = self.image_hw
@@ -422,7 +428,7 @@ class SOTSet(TrackSet):
             sx = np.clip((top_left[1] + (xs + 0.5 - b[1]) / max(b[3], 1e-3) * size[1]).astype(np.intp), 0, W - 1)
             piece = self.videos[video][idx[t]][np.ix_(sy, W - 1 - sx if mirror else sx)]
             region = np.s_[t, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
-            frames[region] = (alpha * piece + (1 - alpha) * frames[region]).round().astype(np.uint8)
+            frames[region] = _blend(alpha, piece, frames[region])
         return frames
 
     def gather(self, indices, seq_len, rng=None, xp=np):
