@@ -198,6 +198,38 @@ def test_augmentation_moves_boxes_with_the_pixels(tmp_path):
     assert seen_zoom
 
 
+def test_stretch_changes_the_aspect_ratio_with_the_pixels():
+    """--stretch: one axis, either one, zoomed by up to S more than the other; the bright block
+    is resampled to exactly where its box says, and S = 1 changes nothing (nor the random stream)."""
+    H, W = 60, 80
+    box = np.array([[20.0, 30.0, 12.0, 16.0]], np.float32)
+    img = np.zeros((H, W), np.uint8)
+    img[20:32, 30:46] = 255
+    ratios = []
+    for seed in range(200):
+        rows, cols, b = sot.zoom_shift(box, np.ones(1), np.random.default_rng(seed), (H, W), 1.0, 2.0)
+        out = img[np.ix_(rows, cols)]
+        ys, xs = np.flatnonzero(out.any(1)), np.flatnonzero(out.any(0))
+        y, x, h, w = b[0]
+        assert abs(ys[0] - y) <= 1 and abs(ys[-1] + 1 - (y + h)) <= 1, (seed, b)
+        assert abs(xs[0] - x) <= 1 and abs(xs[-1] + 1 - (x + w)) <= 1, (seed, b)
+        ratios.append((h / 12, w / 16))
+    ry, rx = np.array(ratios).T
+    assert np.all((ry == 1) | (rx == 1)) and ry.max() <= 2 + 1e-5 and rx.max() <= 2 + 1e-5
+    r = np.maximum(ry, rx)  # log-uniform in [1, 2], each axis about half the time
+    assert 70 < (ry > 1).sum() < 130 and 70 < (rx > 1).sum() < 130
+    assert 70 < (r < 2 ** 0.5).sum() < 130 and (r < 1.1).sum() > 10 and (r > 1.9).sum() > 10
+    tall = np.array([[2.0, 30.0, 55.0, 16.0]], np.float32)  # fits 60 / 55 = 1.09 times at most in y
+    for seed in range(50):
+        _, _, b = sot.zoom_shift(tall, np.ones(1), np.random.default_rng(seed), (H, W), 1.0, 2.0)
+        assert b[0, 0] >= -1e-4 and b[0, 0] + b[0, 2] <= H + 1e-4 and b[0, 2] <= 60 + 1e-4
+    for seed in range(20):  # S = 1: the zoom alone, the same in both axes
+        _, _, b = sot.zoom_shift(box, np.ones(1), np.random.default_rng(seed), (H, W), 1.5, 1.0)
+        assert b[0, 2] / 12 == pytest.approx(b[0, 3] / 16) and b[0, 2] > 12
+    with pytest.raises(ValueError, match="stretch must be >= 1"):
+        sot.SOTSet("sot", [], [], 1, [], [], stretch=0.5)
+
+
 def test_feathered_mask():
     """1 on the box and within 0.05 of its size outside it, linear down to 0 at 0.3 of its size,
     0 where the target is absent."""
@@ -378,15 +410,15 @@ def test_training_reads_the_sot_dataset(tmp_path):
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
-                       "--distract", "0.5", "--patches", "0.5", "--no-final-eval", "--quiet", "--out", str(out),
-                       "--max-len", "5"]) == 0
+                       "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--no-final-eval", "--quiet",
+                       "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
-    assert run["mix"] == 0.5 and run["distract"] == 0.5 and run["patches"] == 0.5
+    assert run["mix"] == 0.5 and run["distract"] == 0.5 and run["patches"] == 0.5 and run["stretch"] == 1.4
 
 
-@pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"],
+@pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"], ["--stretch", "1.5"],
                                    ["--max-zoom", "2", "--box-jitter", "1.2"]])
 def test_sot_augmentation_flags_are_refused_for_other_datasets(tmp_path, capsys, flags):
     """They would change nothing there: an error names them, no run is made."""

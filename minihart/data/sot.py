@@ -209,25 +209,35 @@ def scale_to(info: SequenceInfo, frame_hw):
 
 
 # ----------------------------------------------------------------------------- augmentation
-def zoom_shift(boxes, presence, rng, hw, max_zoom):
+def zoom_shift(boxes, presence, rng, hw, max_zoom, max_stretch=1.0):
     """A random zoom ``z`` in ``[1, max_zoom]`` and shift of a window's frames ``(H, W)``: the crop
     of ``1/z`` of the frame, placed at random where it holds every labelled box of the window
     (``z`` shrinks until it can), to be resampled to ``(H, W)`` by nearest neighbours. Varies
-    the target's size and place in the frame, as crops do in training trackers.
+    the target's size and place in the frame, as crops do in training trackers. With
+    ``max_stretch`` S > 1 one axis, drawn at random, is zoomed by a further factor in ``[1, S]``
+    (log-uniform; again no more than keeps the boxes inside), which changes the target's aspect
+    ratio, as the stretch augmentation of Siamese trackers does.
     Returns ``rows (H,), cols (W,)`` (the source pixel of each output pixel) and the boxes
     ``(L, 4)`` in the zoomed frames."""
     H, W = hw
     vis = boxes[presence > 0] if presence.any() else boxes[:1]
     y0, x0 = vis[:, 0].min(), vis[:, 1].min()
     y1, x1 = (vis[:, 0] + vis[:, 2]).max(), (vis[:, 1] + vis[:, 3]).max()
-    z = max(1.0, min(rng.uniform(1, max_zoom), H / max(y1 - y0, 1e-3), W / max(x1 - x0, 1e-3)))
-    ch, cw = H / z, W / z
+    fit_y, fit_x = H / max(y1 - y0, 1e-3), W / max(x1 - x0, 1e-3)
+    z = zy = zx = max(1.0, min(rng.uniform(1, max_zoom), fit_y, fit_x))
+    if max_stretch > 1:
+        r = float(np.exp(rng.uniform(0, np.log(max_stretch))))
+        if rng.random() < 0.5:
+            zy = max(z, min(z * r, fit_y))
+        else:
+            zx = max(z, min(z * r, fit_x))
+    ch, cw = H / zy, W / zx
     lo_y, hi_y = max(0.0, y1 - ch), min(y0, H - ch)  # crop tops that keep [y0, y1] inside, in the frame
     lo_x, hi_x = max(0.0, x1 - cw), min(x0, W - cw)
     top, left = rng.uniform(lo_y, max(lo_y, hi_y)), rng.uniform(lo_x, max(lo_x, hi_x))
-    rows = np.clip((top + (np.arange(H) + 0.5) / z).astype(np.intp), 0, H - 1)
-    cols = np.clip((left + (np.arange(W) + 0.5) / z).astype(np.intp), 0, W - 1)
-    boxes = (boxes - np.array([top, left, 0, 0], np.float32)) * np.float32(z)
+    rows = np.clip((top + (np.arange(H) + 0.5) / zy).astype(np.intp), 0, H - 1)
+    cols = np.clip((left + (np.arange(W) + 0.5) / zx).astype(np.intp), 0, W - 1)
+    boxes = (boxes - np.array([top, left, 0, 0], np.float32)) * np.array([zy, zx, zy, zx], np.float32)
     return rows, cols, boxes.astype(np.float32)
 
 
@@ -277,12 +287,13 @@ class SOTSet(TrackSet):
     gather of the stored frames per window: a random temporal stride in ``1..max_stride``
     (skipped frames make faster motion), the reference's time reversal (from the last labelled
     frame) with probability 1/2, a random zoom up to ``max_zoom`` and shift of the frame around
-    the target (:func:`zoom_shift`), horizontal mirroring with probability 1/2, and the first box,
-    from which the tracker starts, given imprecisely (``box_jitter``: its height and width scaled
-    by factors in ``[1/j, j]``, its centre moved by up to ``(j - 1) / 4`` of its size), so that
-    the tracker learns to find the object's extent from what it sees rather than keep the
-    window it was given (the first box is not scored). With probability ``mix`` (scene mixing),
-    the window's target, cut out with a feathered edge about its true boxes
+    the target, one axis zoomed up to ``stretch`` times more (:func:`zoom_shift`), horizontal
+    mirroring with probability 1/2, and the first box, from which the tracker starts, given
+    imprecisely (``box_jitter``: its height and width scaled by factors in ``[1/j, j]``, its centre
+    moved by up to ``(j - 1) / 4`` of its size), so that the tracker learns to find the object's
+    extent from what it sees rather than keep the window it was given (the first box is not
+    scored). With probability ``mix`` (scene mixing), the window's target, cut out with a
+    feathered edge about its true boxes
     (:func:`feathered_mask`), is laid over consecutive frames of another training sequence
     (mirrored at random), so the same object moves over a scene it was never seen in; frames
     where it is absent show the other scene alone. With probability ``distract`` a look-alike is
@@ -295,16 +306,16 @@ class SOTSet(TrackSet):
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
-                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0):
+                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
-        if max_stride < 1 or max_zoom < 1 or box_jitter < 1:
-            raise ValueError(f"SOTSet: max_stride, max_zoom and box_jitter must be >= 1, got {max_stride}, "
-                             f"{max_zoom}, {box_jitter}")
+        if max_stride < 1 or max_zoom < 1 or box_jitter < 1 or stretch < 1:
+            raise ValueError(f"SOTSet: max_stride, max_zoom, box_jitter and stretch must be >= 1, got {max_stride}, "
+                             f"{max_zoom}, {box_jitter}, {stretch}")
         if not all(0 <= q <= 1 for q in (mix, distract, patches)):
             raise ValueError(f"SOTSet: mix, distract and patches are probabilities, got {mix}, {distract}, {patches}")
         self.sequences, self.scales = sequences, scales
         self.max_stride, self.max_zoom, self.box_jitter, self.mix = max_stride, max_zoom, box_jitter, mix
-        self.distract, self.patches = distract, patches
+        self.distract, self.patches, self.stretch = distract, patches, stretch
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
@@ -316,7 +327,7 @@ class SOTSet(TrackSet):
         if rng.random() < 0.5:  # time reversal, starting on the window's last labelled frame
             idx = idx[:np.flatnonzero(presence[idx])[-1] + 1][::-1]
         b, p = boxes[idx], presence[idx]
-        rows, cols, b = zoom_shift(b, p, rng, self.image_hw, self.max_zoom)
+        rows, cols, b = zoom_shift(b, p, rng, self.image_hw, self.max_zoom, self.stretch)
         if rng.random() < 0.5:  # mirror
             cols = cols[::-1]
             b[:, 1] = self.image_hw[1] - b[:, 1] - b[:, 3]
@@ -445,7 +456,7 @@ def default_cache_dir(root):
 
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
-         max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, list_file=None, cache=True):
+         max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0, list_file=None, cache=True):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -456,7 +467,7 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
       augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter,
-        mix, distract and patches.
+        mix, distract, patches and stretch.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -474,4 +485,4 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
                   split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter,
-                  mix, distract, patches)
+                  mix, distract, patches, stretch)
