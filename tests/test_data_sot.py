@@ -200,7 +200,8 @@ def test_augmentation_moves_boxes_with_the_pixels(tmp_path):
 
 def test_stretch_changes_the_aspect_ratio_with_the_pixels():
     """--stretch: one axis, either one, zoomed by up to S more than the other; the bright block
-    is resampled to exactly where its box says, and S = 1 changes nothing (nor the random stream)."""
+    is resampled to exactly where its box says, a box that nearly fills the frame stays in it, and
+    S = 1 is the plain zoom, the same in both axes."""
     H, W = 60, 80
     box = np.array([[20.0, 30.0, 12.0, 16.0]], np.float32)
     img = np.zeros((H, W), np.uint8)

@@ -283,24 +283,25 @@ class SOTSet(TrackSet):
     ``(N, H, W, 3)``), with ``sequences`` (their :class:`SequenceInfo`) and ``scales`` (image
     pixels to frame pixels, per sequence).
 
-    Training augmentation (``augment=True``, in :meth:`batch` and shuffled :meth:`batches`), one gather
-    of the stored frames per window: a random temporal stride in ``1..max_stride`` (skipped frames make
-    faster motion), the reference's time reversal (from the last labelled frame) with probability 1/2, a
-    random zoom up to ``max_zoom`` and shift of the frame around the target, one axis zoomed up to
-    ``stretch`` times more (:func:`zoom_shift`), horizontal mirroring with probability 1/2, and the
-    first box, from which the tracker starts, given imprecisely (``box_jitter``: its height and width
-    scaled by factors in ``[1/j, j]``, its centre moved by up to ``(j - 1) / 4`` of its size), so that
-    the tracker learns to find the object's extent from what it sees rather than keep the window it was
-    given (the first box is not scored). With probability ``mix`` (scene mixing), the window's target,
-    cut out with a feathered edge about its true boxes (:func:`feathered_mask`), is laid over
-    consecutive frames of another training sequence (mirrored at random), so the same object moves over
-    a scene it was never seen in; frames where it is absent show the other scene alone. With probability
-    ``distract`` a look-alike is laid in behind the target (:meth:`distracted`): the target of a
-    training sequence (this one included, at another time), moving as it did, scaled to about the
-    target's size and placed 1 to 2.5 target sizes away, so that the window sees two objects and must
-    keep the right one. With probability ``patches`` the target itself is replaced (:meth:`patched`,
-    before mixing): a random piece of a training scene, stretched onto the target's box in every frame,
-    moves as the target moved, so the tracker must follow what the first box shows, whatever it is.
+    Training augmentation (``augment=True``, in :meth:`batch` and shuffled :meth:`batches`), one
+    gather of the stored frames per window: a random temporal stride in ``1..max_stride`` (skipped
+    frames make faster motion), the reference's time reversal (from the last labelled frame) with
+    probability 1/2, a random zoom up to ``max_zoom`` and shift of the frame around the target, one
+    axis zoomed up to ``stretch`` times more (:func:`zoom_shift`), horizontal mirroring with
+    probability 1/2, and the first box, from which the tracker starts, given imprecisely
+    (``box_jitter``: its height and width scaled by factors in ``[1/j, j]``, its centre moved by up
+    to ``(j - 1) / 4`` of its size), so that the tracker learns to find the object's extent from
+    what it sees rather than keep the window it was given (the first box is not scored). With
+    probability ``mix`` (scene mixing), the window's target, cut out with a feathered edge about its
+    true boxes (:func:`feathered_mask`), is laid over consecutive frames of another training
+    sequence (mirrored at random), so the same object moves over a scene it was never seen in;
+    frames where it is absent show the other scene alone. With probability ``distract`` a look-alike
+    is laid in behind the target (:meth:`distracted`): the target of a training sequence (this one
+    included, at another time), moving as it did, scaled to about the target's size and placed 1 to
+    2.5 target sizes away, so that the window sees two objects and must keep the right one. With
+    probability ``patches`` the target itself is replaced (:meth:`patched`, before mixing): a random
+    piece of a training scene, stretched onto the target's box in every frame, moves as the target
+    moved, so the tracker must follow what the first box shows, whatever it is.
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
