@@ -47,20 +47,21 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
                 ema=0.999, kick=0.5, mask_lost=True, map_lost=True),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
-                       mix=0.0, distract=0.0, patches=0.0, stretch=1.0, lr_decay="none", ema=0.0, kick=0.0,
+                       mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, lr_decay="none", ema=0.0, kick=0.0,
                        kick_prob=0.1, mask_lost=False, map_lost=False)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
-             "max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "lr_decay", "ema", "kick",
-             "kick_prob", "mask_lost", "map_lost")
-SOT_FLAGS = ("max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch")  # sot augmentation
+             "max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo", "lr_decay",
+             "ema", "kick", "kick_prob", "mask_lost", "map_lost")
+# sot augmentation
+SOT_FLAGS = ("max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
                max_len=None, max_stride=None, max_zoom=None, box_jitter=None, mix=None, distract=None, patches=None,
-               stretch=None,
+               stretch=None, photo=None,
                lr_decay=None, ema=None, kick=None, kick_prob=None, mask_lost=None, map_lost=None,
                skip_nonfinite=False,
                quiet=False)
@@ -511,6 +512,9 @@ def build_parser():
     p.add_argument("--stretch", type=number(float, 1),
                    help="sot: one axis of the zoom, drawn at random, zoomed up to S times more, which changes the "
                         "target's aspect ratio (default 1: off)")
+    p.add_argument("--photo", type=number(float, 0, 1),
+                   help="sot: light and contrast changes of a training window, a gamma and a contrast up to "
+                        "exp(S) either way and a drifting brightness (default 0: off)")
     p.add_argument("--lr-decay", choices=["none", "cosine"],
                    help="the learning rate over the run: constant (default) or cosine down to 5%% at its end "
                         "(sot's default)")

@@ -231,6 +231,45 @@ def test_stretch_changes_the_aspect_ratio_with_the_pixels():
         sot.SOTSet("sot", [], [], 1, [], [], stretch=0.5)
 
 
+def test_photo_changes_the_light_and_keeps_the_window():
+    """--photo: the same window as without it (boxes, presence, and the frames' pixels in the same
+    order within each frame, every channel alike), each frame's values mapped by one increasing
+    curve; the contrast varies either way, the brightness drifts linearly along the window by at
+    most S/4 of the range, and S outside [0, 1] is refused."""
+    n, hw = 10, (24, 32)
+    frames = np.broadcast_to((np.arange(hw[1], dtype=np.uint8) * 8)[None, None, :, None], (n, *hw, 3)).copy()
+    frames[:, :, :, 1] = frames[:, :, :, 0] // 2  # the channels differ
+    boxes = np.array([[8, 10 + i, 6, 6] for i in range(n)], np.float32)
+    tracks = [(0, 0, boxes, np.ones(n, np.float32))]
+
+    def window(photo, seed):
+        ds = sot.SOTSet("sot", [frames], tracks, 3, [], [], augment=True, photo=photo)
+        return ds.augmented_window(0, n, np.random.default_rng(seed))
+
+    spreads, drifts = [], []
+    for seed in range(100):
+        plain, b0, p0 = window(0.0, seed)
+        lit, b1, p1 = window(0.4, seed)
+        assert np.array_equal(b0, b1) and np.array_equal(p0, p1) and lit.dtype == np.uint8
+        for t in range(len(plain)):
+            x, y = plain[t].ravel().astype(int), lit[t].ravel().astype(int)
+            order = np.argsort(x, kind="stable")
+            assert np.all(np.diff(y[order]) >= 0), (seed, t)  # one increasing curve
+            for v in np.unique(x):  # the same value gives the same value, in every channel
+                assert np.ptp(y[x == v]) == 0, (seed, t, v)
+        mid = lambda f: f[:, :, 8:24, 0].astype(float)  # away from clipping at either end
+        spreads.append(mid(lit[:1]).std() / mid(plain[:1]).std())
+        drifts.append(np.diff([mid(lit[t:t + 1]).mean() - mid(plain[t:t + 1]).mean() for t in range(len(lit))]))
+    spreads = np.array(spreads)
+    assert spreads.min() < 0.8 and spreads.max() > 1.25 and 0.3 < spreads.min() and spreads.max() < 3
+    steps = np.array([d.mean() for d in drifts]) * (len(plain) - 1) / 255  # the drift over the window
+    assert np.all(np.abs(steps) <= 0.1 + 0.02) and (steps > 0.05).any() and (steps < -0.05).any()
+    assert max(np.ptp(d) for d in drifts) < 3  # linear along the window, up to rounding and the curve
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="photo must be in"):
+            sot.SOTSet("sot", [], [], 1, [], [], photo=bad)
+
+
 def test_feathered_mask():
     """1 on the box and within 0.05 of its size outside it, linear down to 0 at 0.3 of its size,
     0 where the target is absent."""
@@ -411,15 +450,17 @@ def test_training_reads_the_sot_dataset(tmp_path):
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
-                       "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--no-final-eval", "--quiet",
+                       "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--photo", "0.3", "--no-final-eval", "--quiet",
                        "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
     assert run["mix"] == 0.5 and run["distract"] == 0.5 and run["patches"] == 0.5 and run["stretch"] == 1.4
+    assert run["photo"] == 0.3
 
 
 @pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"], ["--stretch", "1.5"],
+                                   ["--photo", "0.2"],
                                    ["--max-zoom", "2", "--box-jitter", "1.2"]])
 def test_sot_augmentation_flags_are_refused_for_other_datasets(tmp_path, capsys, flags):
     """They would change nothing there: an error names them, no run is made."""

@@ -34,8 +34,8 @@ frame_hw, channels, difficulty ("easy" | "medium" | "hard" | 0..1), size, seed a
 knobs (see :mod:`minihart.data.synthetic`); kth: split_by, test_subjects, overlap, augment; kitti:
 split_by ("frames" | "sequence"), train_fraction, overlap, augment, channels,
 max_truncation, max_occlusion; otb: frame_hw, channels, overlap; sot: frame_hw, channels,
-overlap, augment, max_stride, max_zoom, box_jitter, mix, distract, patches, stretch, list_file, cache (see
-:mod:`minihart.data.sot`).
+overlap, augment, max_stride, max_zoom, box_jitter, mix, distract, patches, stretch, photo,
+list_file, cache (see :mod:`minihart.data.sot`).
 Getting the real data: ``python data_scripts/get_kth.py``, ``python data_scripts/get_kitti.py``
 and ``python data_scripts/get_sot.py`` (OTB / GOT-10k; the real mini-set: see the README).
 """

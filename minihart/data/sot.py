@@ -241,6 +241,20 @@ def zoom_shift(boxes, presence, rng, hw, max_zoom, max_stretch=1.0):
     return rows, cols, boxes.astype(np.float32)
 
 
+def photometric(frames, rng, strength):
+    """Light and camera changes for one window of stored uint8 frames ``(L, H, W[, 3])``, drawn
+    once for the window: a gamma and a contrast (about the window's mean), each ``exp(U(-s, s))``
+    for ``s = strength``, and a brightness that drifts linearly along the window, from ``b0`` to
+    ``b0 + d`` with ``b0, d ~ U(-s/4, s/4)`` on the 0-1 range (light that changes as the target
+    moves). Clipped to 0-255; returns new uint8 frames."""
+    gamma, contrast = np.exp(rng.uniform(-strength, strength, 2))
+    b0 = rng.uniform(-strength / 4, strength / 4)
+    ramp = b0 + rng.uniform(-strength / 4, strength / 4) * np.linspace(0, 1, len(frames))
+    f = (frames.astype(np.float32) / 255) ** gamma
+    f = (f - f.mean()) * contrast + f.mean() + ramp.reshape(-1, *[1] * (f.ndim - 1)).astype(np.float32)
+    return np.clip(np.round(f * 255), 0, 255).astype(np.uint8)
+
+
 def feather_axes(boxes, hw, inner=0.05, outer=0.3):
     """The factors of :func:`feathered_mask` along the rows ``(L, H)`` and the columns ``(L, W)``."""
     b = np.asarray(boxes, np.float64)
@@ -301,20 +315,24 @@ class SOTSet(TrackSet):
     2.5 target sizes away, so that the window sees two objects and must keep the right one. With
     probability ``patches`` the target itself is replaced (:meth:`patched`, before mixing): a random
     piece of a training scene, stretched onto the target's box in every frame, moves as the target
-    moved, so the tracker must follow what the first box shows, whatever it is.
+    moved, so the tracker must follow what the first box shows, whatever it is. Last, with
+    ``photo`` > 0, the window's light and contrast change (:func:`photometric`).
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
-                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0):
+                 max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0,
+                 photo=0.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
         if max_stride < 1 or max_zoom < 1 or box_jitter < 1 or stretch < 1:
             raise ValueError(f"SOTSet: max_stride, max_zoom, box_jitter and stretch must be >= 1, got {max_stride}, "
                              f"{max_zoom}, {box_jitter}, {stretch}")
         if not all(0 <= q <= 1 for q in (mix, distract, patches)):
             raise ValueError(f"SOTSet: mix, distract and patches are probabilities, got {mix}, {distract}, {patches}")
+        if not 0 <= photo <= 1:
+            raise ValueError(f"SOTSet: photo must be in [0, 1], got {photo}")
         self.sequences, self.scales = sequences, scales
         self.max_stride, self.max_zoom, self.box_jitter, self.mix = max_stride, max_zoom, box_jitter, mix
-        self.distract, self.patches, self.stretch = distract, patches, stretch
+        self.distract, self.patches, self.stretch, self.photo = distract, patches, stretch, photo
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
@@ -347,6 +365,8 @@ class SOTSet(TrackSet):
             frames = self.mixed(frames, true, p, k, rng)
         if self.distract > 0 and rng.random() < self.distract:
             frames = self.distracted(frames, true, p, rng)
+        if self.photo > 0:
+            frames = photometric(frames, rng, self.photo)
         return frames, b, p
 
     def _consecutive(self, k, L, rng):
@@ -455,7 +475,8 @@ def default_cache_dir(root):
 
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
-         max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0, list_file=None, cache=True):
+         max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, list_file=None,
+         cache=True):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -466,7 +487,7 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
       augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter,
-        mix, distract, patches and stretch.
+        mix, distract, patches, stretch and photo.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -484,4 +505,4 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
                   split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter,
-                  mix, distract, patches, stretch)
+                  mix, distract, patches, stretch, photo)
