@@ -265,6 +265,11 @@ def test_photo_changes_the_light_and_keeps_the_window():
     steps = np.array([d.mean() for d in drifts]) * (len(plain) - 1) / 255  # the drift over the window
     assert np.all(np.abs(steps) <= 0.1 + 0.02) and (steps > 0.05).any() and (steps < -0.05).any()
     assert max(np.ptp(d) for d in drifts) < 3  # linear along the window, up to rounding and the curve
+    flat = np.full((n, *hw, 3), 128, np.uint8)  # no contrast to change: the gamma and the brightness alone
+    ds = sot.SOTSet("sot", [flat], tracks, 3, [], [], augment=True, photo=0.4)
+    first = np.array([ds.augmented_window(0, n, np.random.default_rng(seed))[0][0, 0, 0, 0] for seed in range(200)])
+    lo, hi = (128 / 255) ** np.exp([0.4, -0.4]) * 255 + np.array([-0.1, 0.1]) * 255  # b0 within S/4 of the range
+    assert lo - 1 <= first.min() < lo + 15 and hi - 15 < first.max() <= hi + 1, (first.min(), first.max(), lo, hi)
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="photo must be in"):
             sot.SOTSet("sot", [], [], 1, [], [], photo=bad)
