@@ -246,6 +246,9 @@ def test_photo_changes_the_light_and_keeps_the_window():
         ds = sot.SOTSet("sot", [frames], tracks, 3, [], [], augment=True, photo=photo)
         return ds.augmented_window(0, n, np.random.default_rng(seed))
 
+    def mid(f):  # away from clipping at either end
+        return f[:, :, 8:24, 0].astype(float)
+
     spreads, drifts = [], []
     for seed in range(100):
         plain, b0, p0 = window(0.0, seed)
@@ -257,7 +260,6 @@ def test_photo_changes_the_light_and_keeps_the_window():
             assert np.all(np.diff(y[order]) >= 0), (seed, t)  # one increasing curve
             for v in np.unique(x):  # the same value gives the same value, in every channel
                 assert np.ptp(y[x == v]) == 0, (seed, t, v)
-        mid = lambda f: f[:, :, 8:24, 0].astype(float)  # away from clipping at either end
         spreads.append(mid(lit[:1]).std() / mid(plain[:1]).std())
         drifts.append(np.diff([mid(lit[t:t + 1]).mean() - mid(plain[t:t + 1]).mean() for t in range(len(lit))]))
     spreads = np.array(spreads)
@@ -455,8 +457,8 @@ def test_training_reads_the_sot_dataset(tmp_path):
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
-                       "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--photo", "0.3", "--no-final-eval", "--quiet",
-                       "--out", str(out), "--max-len", "5"]) == 0
+                       "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--photo", "0.3", "--no-final-eval",
+                       "--quiet", "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
