@@ -251,7 +251,8 @@ def photometric(frames, rng, strength):
     b0 = rng.uniform(-strength / 4, strength / 4)
     ramp = b0 + rng.uniform(-strength / 4, strength / 4) * np.linspace(0, 1, len(frames))
     f = (frames.astype(np.float32) / 255) ** gamma
-    f = (f - f.mean()) * contrast + f.mean() + ramp.reshape(-1, *[1] * (f.ndim - 1)).astype(np.float32)
+    mean = f.mean()
+    f = (f - mean) * contrast + mean + ramp.reshape(-1, *[1] * (f.ndim - 1)).astype(np.float32)
     return np.clip(np.round(f * 255), 0, 255).astype(np.uint8)
 
 
