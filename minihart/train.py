@@ -48,12 +48,12 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, lr_decay="none", ema=0.0, kick=0.0,
-                       kick_prob=0.1, mask_lost=False, map_lost=False)
+                       kick_prob=0.1, mask_lost=False, map_lost=False, v1_init="random")
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
              "max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo", "lr_decay",
-             "ema", "kick", "kick_prob", "mask_lost", "map_lost")
+             "ema", "kick", "kick_prob", "mask_lost", "map_lost", "v1_init")
 # sot augmentation
 SOT_FLAGS = ("max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
@@ -63,7 +63,7 @@ OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=
                max_len=None, max_stride=None, max_zoom=None, box_jitter=None, mix=None, distract=None, patches=None,
                stretch=None, photo=None,
                lr_decay=None, ema=None, kick=None, kick_prob=None, mask_lost=None, map_lost=None,
-               skip_nonfinite=False,
+               v1_init=None, skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
@@ -307,6 +307,12 @@ def train(args=None, **options) -> str:
     test_set = open_dataset(run["dataset"], "test", cfg, run["data_root"], run["difficulty"])
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
+    if run["v1_init"] == "kmeans" and state["step"] == 0:  # its seconds count in the run's budget
+        from minihart.kmeans import kmeans_v1  # noqa: PLC0415
+        t0 = time.perf_counter()
+        params = to_device(kmeans_v1(asnumpy(params), cfg, train_set, rng), device)
+        ema = {k: v.copy() for k, v in params.items()} if ema is not None else None
+        state["seconds"] += time.perf_counter() - t0
     cur = Curriculum(**state["curriculum"])
     B = run["batch_size"]
 
@@ -515,6 +521,9 @@ def build_parser():
     p.add_argument("--photo", type=number(float, 0, 1),
                    help="sot: light and contrast changes of a training window, a gamma and a contrast up to "
                         "exp(S) either way and a drifting brightness (default 0: off)")
+    p.add_argument("--v1-init", choices=["random", "kmeans"],
+                   help="V1's convolutions at the start: He-normal (default), or k-means filters of whitened "
+                        "patches of the training glimpses, layer by layer (no labels; a few seconds)")
     p.add_argument("--lr-decay", choices=["none", "cosine"],
                    help="the learning rate over the run: constant (default) or cosine down to 5%% at its end "
                         "(sot's default)")
