@@ -147,6 +147,9 @@ def _new_run(opts):
     run = {k: opts[k] if opts.get(k) is not None else d.get(k) for k in RUN_FLAGS}
     run.update(dataset=opts["dataset"], data_root=opts["data_root"], difficulty=opts["difficulty"],
                skip_nonfinite=opts["skip_nonfinite"])
+    if run["v1_init"] == "kmeans" and (run["init_from"] or opts["alexnet"]):  # it would overwrite their V1
+        other = "--init-from" if run["init_from"] else "--alexnet"
+        raise TrainingError(f"--v1-init kmeans sets V1 afresh: not with {other}")
     cfg, start = _model_config(run)
     rng = np.random.default_rng(run["seed"])
     params = init_params(cfg, rng)

@@ -29,14 +29,14 @@ def test_kmeans_filters_find_the_clusters_and_keep_the_he_spread():
     assert np.mean(y.argmax(axis=1) == np.array(best)[label]) > 0.9
 
 
-def _glimpse_set(n=12, hw=(48, 64)):
+def _glimpse_set(n=12, hw=(48, 64), present=1.0):
     rng = np.random.default_rng(3)
     frames = (rng.random((n, *hw)) * 60).astype(np.uint8)
     boxes = np.array([[12 + i, 16 + i, 16, 20] for i in range(n)], np.float32)
     for i, (y, x, h, w) in enumerate(boxes.astype(int)):
         frames[i, y:y + h, x:x + w] = 200  # a bright target with a dark stripe
         frames[i, y + h // 2:y + h // 2 + 3, x:x + w] = 20
-    return sot.SOTSet("sot", [frames], [(0, 0, boxes, np.ones(n, np.float32))], 1, [], [], augment=False)
+    return sot.SOTSet("sot", [frames], [(0, 0, boxes, np.full(n, present, np.float32))], 1, [], [], augment=False)
 
 
 @pytest.mark.parametrize("groups", [1, 2])
@@ -104,5 +104,16 @@ def test_training_starts_from_kmeans_filters(tmp_path, capsys):
     np.testing.assert_allclose(km["lstm.Wx"], he["lstm.Wx"], atol=1e-6)  # the rest: the same seed's start
     with pytest.raises(SystemExit) as exc:  # argparse's own refusal of a choice
         train.main(args + ["--out", str(tmp_path / "bad"), "--v1-init", "pca"])
-    assert exc.value.code == 2
-    assert "--v1-init" in capsys.readouterr().err
+    assert exc.value.code == 2 and "--v1-init" in capsys.readouterr().err
+    # it would overwrite the V1 a run starts from: refused, naming both, and no run is made
+    assert train.main(args + ["--out", str(tmp_path / "both"), "--v1-init", "kmeans",
+                              "--init-from", str(tmp_path / "he" / "best.npz")]) == 2
+    assert "--v1-init kmeans sets V1 afresh: not with --init-from" in capsys.readouterr().err
+    assert not (tmp_path / "both").exists()
+
+
+def test_a_set_without_a_present_target_is_named():
+    """No glimpse to fit: the set's own error names it, before any k-means."""
+    ds = _glimpse_set(present=0.0)
+    with pytest.raises(ValueError, match="sot: no window of 5 frames"):
+        kmeans.sample_glimpses(ds, preset("real", image_hw=(48, 64)), np.random.default_rng(0))
