@@ -1,6 +1,7 @@
 """Checkpoint files: parameters as ``.npz`` with the config stored alongside (and whatever a
 command adds: optimiser, curriculum and RNG state), written atomically and checked when read;
-and the importer of AlexNet's weights for the ``kitti`` preset.
+and the importers of pretrained first layers: AlexNet's for the ``kitti`` preset, DCFNet's for a
+``real`` model (``train --dcfnet``).
 """
 from __future__ import annotations
 
@@ -104,4 +105,48 @@ def load_alexnet(params: dict, path: str) -> dict:
             raise ValueError(f"{path!r}: {key} has W{W.shape} b{b.shape} after transposing, the "
                              f"model needs W{params[f'v1.{key}.W'].shape} b{params[f'v1.{key}.b'].shape}")
         out[f"v1.{key}.W"], out[f"v1.{key}.b"] = W, b
+    return out
+
+
+# DCFNet (Wang et al. 2017, github.com/foolwood/DCFNet, MIT licence): two 3x3 convolutions and an LRN that its
+# authors trained end to end for correlation-filter tracking on ImageNet VID. The 2x2 max-pool is ours: V1's map is
+# then the size of SMALL_V1's (16x16 from a 32x32 glimpse), and the streams after it keep their shapes.
+DCFNET_V1 = (("conv", 32, 3, 1, 1, 1), ("relu",), ("conv", 32, 3, 1, 1, 1), ("lrn",), ("pool", 2, 2))
+
+
+def load_dcfnet(params: dict, path: str) -> dict:
+    """Copy DCFNet's conv1 and conv2 from its MatConvNet file (``DCFNet/DCFNet-net-7-125-2.mat`` of
+    its repository) into ``v1.conv1`` and ``v1.conv2`` of a model whose V1 is :data:`DCFNET_V1`.
+
+    The file holds ``net.layers``: conv1 ``W (3, 3, 3, 32)``, relu, conv2 ``W (3, 3, 32, 32)``, an
+    LRN ``[5, 1, 2e-5, 0.75]`` (MatConvNet: ``x / (1 + 2e-5 sum x^2)^0.75``, our LRN with ``k = 1``,
+    exactly). DCFNet reads RGB in [0, 255] less the mean colour, the model glimpses in [0, 1] less
+    their mean: the weights are transposed to ``(C_out, C_in, kh, kw)`` and the biases divided by
+    255, so that (ReLU being positively homogeneous) V1 computes DCFNet's conv2 / 255; a grey
+    model's conv1 sums the three colour filters (a grey pixel is R = G = B).
+    """
+    try:
+        from scipy.io import loadmat  # noqa: PLC0415  (only this importer needs scipy)
+    except ImportError:  # pragma: no cover - scipy is in requirements.txt
+        raise ValueError("reading DCFNet's .mat file needs scipy: pip install scipy") from None
+    try:
+        layers = loadmat(path, squeeze_me=True, struct_as_record=False)["net"].layers
+        convs = {str(layer.name): [np.asarray(a, np.float32) for a in layer.weights]
+                 for layer in layers if str(layer.type) == "conv"}
+    except Exception as exc:
+        raise ValueError(f"{path!r} is not DCFNet's MatConvNet network file ({type(exc).__name__}: {exc})") from None
+    out = dict(params)
+    for key in ("conv1", "conv2"):
+        if key not in convs or len(convs[key]) != 2:
+            raise ValueError(f"{path!r} has no {key!r} layer with weights and biases")
+        W, b = convs[key]
+        W = W.reshape(W.shape + (1,) * (4 - W.ndim)).transpose(3, 2, 0, 1)  # squeeze_me drops a 1-channel axis
+        name = f"v1.{key}"
+        if key == "conv1" and W.shape[1] == 3 and params.get(name + ".W", W).shape[1] == 1:
+            W = W.sum(axis=1, keepdims=True)
+        if name + ".W" not in params or W.shape != params[name + ".W"].shape or b.shape != params[name + ".b"].shape:
+            need = params[name + ".W"].shape if name + ".W" in params else None
+            raise ValueError(f"{path!r}: {key} has W{W.shape} b{b.shape} after transposing; the model needs "
+                             f"W{need} (is its V1 DCFNET_V1?)")
+        out[name + ".W"], out[name + ".b"] = W, b / 255.0
     return out

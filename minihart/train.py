@@ -48,22 +48,22 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, lr_decay="none", ema=0.0, kick=0.0,
-                       kick_prob=0.1, mask_lost=False, map_lost=False, v1_init="random")
+                       kick_prob=0.1, mask_lost=False, map_lost=False, v1_init="random", freeze_v1=False)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
              "max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo", "lr_decay",
-             "ema", "kick", "kick_prob", "mask_lost", "map_lost", "v1_init")
+             "ema", "kick", "kick_prob", "mask_lost", "map_lost", "v1_init", "freeze_v1")
 # sot augmentation
 SOT_FLAGS = ("max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
-               out=None, resume=None, data_root=None, difficulty=None, alexnet=None, eval_every=None,
+               out=None, resume=None, data_root=None, difficulty=None, alexnet=None, dcfnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
                max_len=None, max_stride=None, max_zoom=None, box_jitter=None, mix=None, distract=None, patches=None,
                stretch=None, photo=None,
                lr_decay=None, ema=None, kick=None, kick_prob=None, mask_lost=None, map_lost=None,
-               v1_init=None, skip_nonfinite=False,
+               v1_init=None, freeze_v1=None, skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
            "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
@@ -116,6 +116,9 @@ def _model_config(run):
     with ``init_from`` the configuration of that checkpoint, whose parameters it starts from."""
     overrides = {k: v for k, v in (("channels", run["channels"]), ("image_hw", run["frame_size"])) if v}
     overrides.update(dict(run.get("model") or {}))
+    if run.get("dcfnet"):  # DCFNet's layers in place of the preset's V1 (their weights: _new_run)
+        from minihart.checkpoint import DCFNET_V1  # noqa: PLC0415
+        overrides["v1"] = DCFNET_V1
     try:
         cfg = preset(run["preset"], **overrides)
     except ValueError as exc:
@@ -150,6 +153,10 @@ def _new_run(opts):
     if run["v1_init"] == "kmeans" and (run["init_from"] or opts["alexnet"]):  # it would overwrite their V1
         other = "--init-from" if run["init_from"] else "--alexnet"
         raise TrainingError(f"--v1-init kmeans sets V1 afresh: not with {other}")
+    run["dcfnet"] = opts["dcfnet"]
+    if run["dcfnet"] and (run["init_from"] or opts["alexnet"] or run["v1_init"] == "kmeans"):
+        other = "--init-from" if run["init_from"] else "--alexnet" if opts["alexnet"] else "--v1-init kmeans"
+        raise TrainingError(f"--dcfnet sets V1's layers and weights: not with {other}")
     cfg, start = _model_config(run)
     rng = np.random.default_rng(run["seed"])
     params = init_params(cfg, rng)
@@ -158,6 +165,12 @@ def _new_run(opts):
     if opts["alexnet"]:
         from minihart.checkpoint import load_alexnet  # noqa: PLC0415
         params = load_alexnet(params, opts["alexnet"])
+    if run["dcfnet"]:
+        from minihart.checkpoint import load_dcfnet  # noqa: PLC0415
+        try:
+            params = load_dcfnet(params, run["dcfnet"])
+        except (OSError, ValueError) as exc:
+            raise TrainingError(f"--dcfnet: {exc}") from None
     cur = Curriculum(start=min(run["start_len"], run["max_len"]), stop=run["max_len"], threshold=run["threshold"],
                      min_epochs=run["min_epochs"])
     state = dict(step=0, curriculum=vars(cur), rng=rng.bit_generator.state, history=[], best=-1.0,
@@ -290,8 +303,9 @@ def train(args=None, **options) -> str:
                 name = "--" + flag.replace("_", "-")
                 raise TrainingError(f"--resume {out!r}: the run was made with {name} {run.get(flag)}, not {given}; "
                                     "a resumed run keeps its settings (start a new run to change them)")
-        if opts["alexnet"]:
-            raise TrainingError("--alexnet initialises a new run; a resumed run continues from its checkpoint")
+        for flag in ("alexnet", "dcfnet"):
+            if opts[flag]:
+                raise TrainingError(f"--{flag} initialises a new run; a resumed run continues from its checkpoint")
         run["data_root"] = opts["data_root"] or run["data_root"]
         state["stop"] = _stop(opts, DEFAULTS[run["dataset"]], state.get("stop"))
     else:
@@ -361,7 +375,12 @@ def train(args=None, **options) -> str:
             out_, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise, run["map_lost"])
         else:
             out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
-        grads, norm = clip_by_global_norm(backward(cache), run["clip"])
+        grads = backward(cache)
+        if run["freeze_v1"]:  # V1 keeps its start (e.g. --init-from a pretrained V1): no update, no share of the clip
+            for k in grads:
+                if k.startswith("v1."):
+                    grads[k] = xp.zeros_like(grads[k])
+        grads, norm = clip_by_global_norm(grads, run["clip"])
         # the step's one device-to-host transfer: everything the loop reads, in one array
         terms = out_["terms"]
         read = asnumpy(xp.stack([out_["loss"], norm, out_["iou"].sum(), out_["presence"].sum()]
@@ -493,6 +512,9 @@ def build_parser():
                                        "sot: ./data/real-sot, holding train/ and val/)")
     p.add_argument("--difficulty", help="synthetic difficulty: easy, medium, hard or a number in [0, 1]")
     p.add_argument("--alexnet", help="bvlc_alexnet.npy to initialise V1 of the kitti preset")
+    p.add_argument("--dcfnet", metavar="MAT",
+                   help="DCFNet's DCFNet-net-7-125-2.mat (github foolwood/DCFNet): V1 becomes its two pretrained "
+                        "convolutions and LRN, then a 2x2 pool (see minihart/checkpoint.py)")
     p.add_argument("--eval-every", type=number(int, 1), help="evaluate and checkpoint every N steps")
     p.add_argument("--eval-sequences", type=number(int, 1),
                    help="held-out windows per evaluation, spread over the set (default 64; sot: whole val sequences)")
@@ -544,6 +566,8 @@ def build_parser():
     p.add_argument("--map-lost", type=on_off, metavar="on|off",
                    help="with --mask-lost, keep the lost frames in the location map's term (its target there: "
                         "nothing in the window; sot's default on; otherwise off)")
+    p.add_argument("--freeze-v1", type=on_off, metavar="on|off",
+                   help="keep V1 as it starts (a pretrained V1: --dcfnet, --alexnet or --init-from); default off")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip (and count) steps with a non-finite loss or gradient instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the final evaluation and video")
