@@ -141,12 +141,11 @@ def load_dcfnet(params: dict, path: str) -> dict:
             raise ValueError(f"{path!r} has no {key!r} layer with weights and biases")
         W, b = convs[key]
         W = W.reshape(W.shape + (1,) * (4 - W.ndim)).transpose(3, 2, 0, 1)  # squeeze_me drops a 1-channel axis
-        name = f"v1.{key}"
-        if key == "conv1" and W.shape[1] == 3 and params.get(name + ".W", W).shape[1] == 1:
+        name, need = f"v1.{key}", params.get(f"v1.{key}.W")
+        if key == "conv1" and need is not None and W.shape[1] == 3 and need.shape[1] == 1:  # a grey model
             W = W.sum(axis=1, keepdims=True)
-        if name + ".W" not in params or W.shape != params[name + ".W"].shape or b.shape != params[name + ".b"].shape:
-            need = params[name + ".W"].shape if name + ".W" in params else None
+        if need is None or W.shape != need.shape or b.shape != params[name + ".b"].shape:
             raise ValueError(f"{path!r}: {key} has W{W.shape} b{b.shape} after transposing; the model needs "
-                             f"W{need} (is its V1 DCFNET_V1?)")
+                             f"W{None if need is None else need.shape} (is its V1 DCFNET_V1?)")
         out[name + ".W"], out[name + ".b"] = W, b / 255.0
     return out
