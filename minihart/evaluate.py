@@ -90,15 +90,17 @@ def evaluate(params, cfg, dataset, seq_len, batch_size=16, max_sequences=None, x
 
 
 def evaluate_sequences(params, cfg, dataset, xp=np, out_dir=None, label="minihart", static=False,
-                       gif_sequence=None, gif_frames=150):
+                       gif_sequence=None, gif_frames=150, size_prior=None):
     """Track every sequence of a SOT set whole (first box to last frame, each alone, timed) and
     score it as the benchmarks do. Returns :func:`minihart.scoring.score_dataset`'s dict. With
     ``out_dir``: the toolkit files (``results/``), ``sequences.csv``, ``results.json``,
     ``success_precision.png`` and ``tracking.gif`` (``gif_sequence``, default the first, at most
-    ``gif_frames`` frames); files of sequences already scored are kept if a later one fails."""
-    from minihart.scoring import score_dataset, track_with_extras, write_toolkit_files  # noqa: PLC0415
+    ``gif_frames`` frames); files of sequences already scored are kept if a later one fails.
+    ``size_prior``: the weight of the first box's size in the boxes (default ``scoring.SIZE_PRIOR``)."""
+    from minihart.scoring import SIZE_PRIOR, score_dataset, track_with_extras, write_toolkit_files  # noqa: PLC0415
     from minihart.viz import plot_success_precision  # noqa: PLC0415
-    r = score_dataset(params, cfg, dataset, xp, timed=True, static=static)
+    size_prior = SIZE_PRIOR if size_prior is None else size_prior
+    r = score_dataset(params, cfg, dataset, xp, timed=True, static=static, size_prior=size_prior)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         for k, (name, boxes) in enumerate(r["boxes"].items()):
@@ -116,7 +118,7 @@ def evaluate_sequences(params, cfg, dataset, xp=np, out_dir=None, label="minihar
             start = int(np.flatnonzero(presence)[0])
             raw = dataset.videos[video][first + start:first + start + gif_frames]
             frames = to_float_frames(raw, cfg.channels)
-            pred, extras, _ = track_with_extras(params, cfg, frames, boxes[start], xp)
+            pred, extras, _ = track_with_extras(params, cfg, frames, boxes[start], xp, size_prior)
             gif = [tracking_frame(frames[t], dict(truth=boxes[start + t] if presence[start + t] else None,
                                                   pred=pred[t], att=extras[t]["att"]),
                                   extras[t]["glimpse"], extras[t]["map"], scale=1)
@@ -157,6 +159,9 @@ def main(argv=None) -> int:
     p.add_argument("--sequences", type=number(int, 1), help="windows: evaluate at most this many, spread over the set")
     p.add_argument("--batch-size", type=number(int, 1), default=16, help="sequences per forward pass")
     p.add_argument("--gif-sequence", help="real footage: the sequence drawn in tracking.gif (default: the first)")
+    p.add_argument("--size-prior", type=number(float, 0.0, 1.0), default=None,
+                   help="real footage: the weight of the first box's size in every box, 0 (the model's own "
+                        "size) to 1 (the first box's size); default 0.5 (README, 'the size prior')")
     p.add_argument("--label", default="minihart", help="the tracker's name in plots and results.json")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     p.add_argument("--out", help="output folder (default: RUNDIR/eval, or next to the checkpoint)")
@@ -177,7 +182,8 @@ def main(argv=None) -> int:
             from minihart.data import sot  # noqa: PLC0415
             root = args.folder or args.data_root or info.get("data_root") or "data/real-sot"
             dataset = sot.load(root, "val", cfg.image_hw, cfg.channels, augment=False)
-            r = evaluate_sequences(params, cfg, dataset, xp, out, args.label, args.static, args.gif_sequence)
+            r = evaluate_sequences(params, cfg, dataset, xp, out, args.label, args.static, args.gif_sequence,
+                                   size_prior=args.size_prior)
             print(sequence_table(r), end="")
             print(f"{len(r['per_sequence'])} whole sequences: average IoU {r['mean']['avg_iou']:.3f}, success AUC "
                   f"{r['mean']['auc']:.3f}, precision@20px {r['mean']['precision20']:.3f}"

@@ -28,6 +28,26 @@ from minihart.model.tracker import Tracker
 
 IOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PIXEL_THRESHOLDS = np.arange(51)
+# the weight of the first box's size in every reported box (README, "the size prior"): the trained
+# model's own size is worse than a constant on scenes it was not trained on
+SIZE_PRIOR = 0.5
+
+
+def anchor_size(boxes, box0, weight=SIZE_PRIOR):
+    """Boxes ``(..., 4)`` ``[y, x, h, w]`` with their centres kept and each side the weighted
+    geometric mean of its own and the first box's: ``h^(1 - weight) * h0^weight`` (and ``w``).
+    ``weight`` 0 reports the model's boxes, 1 keeps the first box's size. ``box0``: ``(4,)`` or
+    one box per row of ``boxes``. This is the tracker's prior that a target keeps its size; it
+    does not feed back into the model (the next attention window is the model's own)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"size prior must be in [0, 1], got {weight}")
+    boxes = np.asarray(boxes)
+    if weight == 0.0:
+        return boxes
+    box0 = np.asarray(box0, np.float64)
+    side = np.exp((1.0 - weight) * np.log(np.maximum(boxes[..., 2:], 1e-6)) + weight * np.log(box0[..., 2:]))
+    centre = boxes[..., :2] + boxes[..., 2:] / 2
+    return np.concatenate([centre - side / 2, side], -1).astype(boxes.dtype)
 
 
 def center_error(a, b):
@@ -71,7 +91,7 @@ def mean_scores(per_sequence: dict) -> dict:
     return out
 
 
-def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16):
+def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size_prior=SIZE_PRIOR):
     """Track whole sequences from their first boxes, in evaluation mode.
 
     Args:
@@ -79,6 +99,7 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16):
       first_boxes: ``(len(videos), 4)`` ``[y, x, h, w]`` in those frames' pixels.
       batch_size: sequences tracked together (longest first; a batch shrinks as its sequences
         end). Use 1 to time each sequence alone.
+      size_prior: the weight of the first box's size in the reported boxes (:func:`anchor_size`).
     Returns: a list of boxes ``(N_i, 4)`` (frame 0: the given box) and a list of per-frame
     seconds ``(N_i,)`` (frame 0: the initialisation) of the batch step that made each box.
     """
@@ -96,7 +117,8 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16):
         frame = frames_at(0, len(idx))
         H, W = frame.shape[2:]
         scale = xp.asarray([H, W, H, W], dtype)
-        box0 = xp.asarray(np.stack([first_boxes[i] for i in idx]), dtype)
+        box0_np = np.stack([first_boxes[i] for i in idx]).astype(np.float32)
+        box0 = xp.asarray(box0_np, dtype)
         (a, h, c), _ = init_forward(params, cfg, frame, box0)
         out, _ = step_forward(params, cfg, frame, a, h, c, h)  # as in training: frame 0 seen again
         state = (out.a_next, out.h, out.c, out.h)
@@ -107,7 +129,7 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16):
             state = tuple(v[:n] for v in state)
             out, _ = step_forward(params, cfg, frames_at(t, n), *state)
             state = (out.a_next, out.h, out.c, out.h)
-            boxes.append(asnumpy(out.pred * scale[None]))
+            boxes.append(anchor_size(asnumpy(out.pred * scale[None]), box0_np[:n], size_prior))
             secs.append(np.full(n, time.perf_counter() - t0))
         for j, i in enumerate(idx):
             preds[i] = np.stack([b[j] for b in boxes[:lengths[j]]]).astype(np.float32)
@@ -136,10 +158,11 @@ def score_boxes(dataset, preds, starts=None):
     return per_sequence, out
 
 
-def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, static=False):
+def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, static=False, size_prior=SIZE_PRIOR):
     """Track every sequence of a :class:`minihart.data.sot.SOTSet` from its first visible box to
     its last frame and score it (:func:`score_boxes`). ``timed``: track each sequence alone
-    (batch 1) and add its ``fps``; ``static``: the baseline that keeps the first box (no model).
+    (batch 1) and add its ``fps``; ``static``: the baseline that keeps the first box (no model);
+    ``size_prior``: :func:`anchor_size`.
     Returns a dict: ``per_sequence``, ``mean`` (:func:`mean_scores`), ``boxes`` (original pixels)
     and ``times`` (seconds per frame, per sequence; None for ``static``)."""
     starts, box0 = first_boxes(dataset)
@@ -148,7 +171,7 @@ def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, stati
         preds, times = [np.repeat(b[None], n, axis=0) for b, n in zip(box0, lengths)], None
     else:
         videos = [dataset.videos[v][first + s:first + len(b)] for (v, first, b, _), s in zip(dataset.tracks, starts)]
-        preds, times = track_sequences(params, cfg, videos, box0, xp, 1 if timed else batch_size)
+        preds, times = track_sequences(params, cfg, videos, box0, xp, 1 if timed else batch_size, size_prior)
     per_sequence, boxes = score_boxes(dataset, preds, starts)
     if timed and times is not None:
         for k, name in enumerate(per_sequence):
@@ -156,17 +179,17 @@ def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, stati
     return dict(per_sequence=per_sequence, mean=mean_scores(per_sequence), boxes=boxes, times=times)
 
 
-def track_with_extras(params, cfg, frames, box, xp=np):
+def track_with_extras(params, cfg, frames, box, xp=np, size_prior=SIZE_PRIOR):
     """Boxes ``(N, 4)`` ``[y, x, h, w]`` for float frames ``(N, C, H, W)`` from the first box,
     with the attention window, glimpse and location map of every frame (for pictures), and the
-    seconds each frame took (frame 0: the initialisation)."""
+    seconds each frame took (frame 0: the initialisation). ``size_prior``: :func:`anchor_size`."""
     t0 = time.perf_counter()
     tr = Tracker(params, cfg).init(xp.asarray(frames[0]), box)
     boxes, times, extras = [np.asarray(box, np.float32)], [time.perf_counter() - t0], []
     extras.append({k: asnumpy(v)[0] for k, v in tr.last.items()})
     for f in frames[1:]:
         t0 = time.perf_counter()
-        boxes.append(asnumpy(tr.step(xp.asarray(f))))
+        boxes.append(anchor_size(asnumpy(tr.step(xp.asarray(f))), box, size_prior))
         times.append(time.perf_counter() - t0)
         extras.append({k: asnumpy(v)[0] for k, v in tr.last.items()})
     return np.stack(boxes), extras, np.array(times)

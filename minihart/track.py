@@ -4,8 +4,8 @@ truth then gives the first box and is scored over the whole sequence).
 
 Without ``--checkpoint`` it uses the checkpoint shipped with minihart (trained on real footage).
 Frames are resized to the frame size the model was trained at; boxes come back in the video's
-pixels. Writes, into ``--out`` (default ``tracks/``), the files the tracking toolkits read:
-``NAME.txt`` (one ``x,y,w,h`` line per frame, comma-separated), ``NAME_time.txt`` and
+pixels, their sides pulled half way (in log) to the first box's (``--size-prior``, README).
+Writes, into ``--out`` (default ``tracks/``), the files the tracking toolkits read: ``NAME.txt`` (one ``x,y,w,h`` line per frame, comma-separated), ``NAME_time.txt`` and
 ``times/NAME_time.txt`` (seconds per frame), an annotated ``NAME.mp4`` (or ``.gif``) and, with
 ground truth, ``NAME.json`` (average IoU, success AUC, precision at 20 px).
 
@@ -30,7 +30,7 @@ from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import to_float_frames
 from minihart.data.otb import read_image
 from minihart.model import Tracker
-from minihart.scoring import score_sequence, track_with_extras, write_toolkit_files
+from minihart.scoring import SIZE_PRIOR, anchor_size, score_sequence, track_with_extras, write_toolkit_files
 from minihart.viz import tracking_frame, write_video
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
@@ -103,11 +103,13 @@ class HARTTracker:
         boxes, times = tracker.track(img_files, box)   # what got10k's experiments call
 
     Images are resized to the frame size the model was trained at; boxes are in the images' own
-    pixels, as the toolkits give and score them.
+    pixels, as the toolkits give and score them. ``size_prior``: the weight of the first box's
+    size in every box (:func:`minihart.scoring.anchor_size`; 0 reports the model's own size).
     """
 
-    def __init__(self, checkpoint=None, device="auto", name="minihart"):
-        self.name, self.is_deterministic = name, True
+    def __init__(self, checkpoint=None, device="auto", name="minihart", size_prior=SIZE_PRIOR):
+        anchor_size(np.ones(4), np.ones(4), size_prior)  # a bad weight fails here, not at the first update
+        self.name, self.is_deterministic, self.size_prior = name, True, size_prior
         self.device = device
         self.xp = array_module(device)
         params, self.cfg, _ = load(checkpoint or default_checkpoint())
@@ -132,10 +134,11 @@ class HARTTracker:
         yxhw = from_xywh(xywh) * self.scale
         validate_boxes(yxhw[None], "HARTTracker.init box", self.cfg.image_hw)
         self.tracker.init(frame, yxhw)
+        self.box0 = yxhw
 
     def update(self, image):
         """The box ``x, y, w, h`` of the object in the next image."""
-        box = asnumpy(self.tracker.step(self._frame(image)))
+        box = anchor_size(asnumpy(self.tracker.step(self._frame(image))), self.box0, self.size_prior)
         return to_xywh(box / self.scale).astype(np.float64)
 
     def track(self, img_files, box, visualize=False):
@@ -166,6 +169,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-frames", type=number(int, 2), help="track at most this many frames")
     p.add_argument("--gif", action="store_true", help="write NAME.gif instead of NAME.mp4")
     p.add_argument("--no-video", action="store_true", help="write the boxes and times only")
+    p.add_argument("--size-prior", type=number(float, 0.0, 1.0), default=SIZE_PRIOR,
+                   help="the weight of the first box's size in every box: 0 reports the model's own size, 1 "
+                        "keeps the first box's (default %(default)s; README, 'the size prior')")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     args = p.parse_args(argv)
     keep_freed_memory()
@@ -191,7 +197,7 @@ def main(argv=None) -> int:
         scale = np.array([cfg.image_hw[0] / H0, cfg.image_hw[1] / W0] * 2, np.float32)
         frames = to_float_frames(resize_frames(raw, cfg.image_hw), cfg.channels)
         params = to_device(params, args.device)
-        preds, extras, times = track_with_extras(params, cfg, frames, box * scale, xp)
+        preds, extras, times = track_with_extras(params, cfg, frames, box * scale, xp, args.size_prior)
         boxes = preds / scale
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

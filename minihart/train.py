@@ -263,11 +263,12 @@ def forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=F
 
 def evaluate_during_training(params, cfg, test_set, run, xp):
     """The held-out score that picks ``best.npz``: for real footage (``sot``) the average IoU over
-    whole validation sequences (first box to last frame, the measure the README reports), else
-    the average IoU over ``eval_sequences`` windows spread evenly over the held-out set."""
+    whole validation sequences (first box to last frame, the measure the README reports, of the
+    model's own boxes: no size prior), else the average IoU over ``eval_sequences`` windows spread
+    evenly over the held-out set."""
     if run["dataset"] == "sot":
         from minihart.scoring import score_dataset  # noqa: PLC0415
-        return score_dataset(params, cfg, test_set, xp)["mean"]["avg_iou"]
+        return score_dataset(params, cfg, test_set, xp, size_prior=0.0)["mean"]["avg_iou"]
     from minihart.evaluate import evaluate  # noqa: PLC0415
     eval_len = {"synthetic": 30, "kth": 30, "kitti": 60}[run["dataset"]]
     return evaluate(params, cfg, test_set, eval_len, 16, run["eval_sequences"], xp)["mean_iou"]

@@ -43,6 +43,27 @@ def test_mean_scores_weigh_every_sequence_the_same():
     assert m["avg_iou"] == 0.5 and m["n_frames"] == 110 and m["success"][3] == 0.5 and "fps" not in m
 
 
+def test_size_prior_keeps_centres_and_pulls_sides_to_the_first_box():
+    """anchor_size: weight 0 is the model's box, 1 the first box's size, 0.5 the geometric mean of
+    the two sides (computed here by hand); the centre never moves; a weight outside [0, 1] is an
+    error that names it."""
+    box0 = np.array([10.0, 20.0, 40.0, 10.0])  # y x h w
+    boxes = np.array([[12.0, 18.0, 10.0, 40.0], [0.0, 0.0, 40.0, 10.0]], np.float32)
+    np.testing.assert_array_equal(scoring.anchor_size(boxes, box0, 0.0), boxes)
+    one = scoring.anchor_size(boxes, box0, 1.0)
+    np.testing.assert_allclose(one[:, 2:], [[40, 10], [40, 10]])
+    half = scoring.anchor_size(boxes, box0, 0.5)
+    np.testing.assert_allclose(half[0, 2:], [np.sqrt(10 * 40), np.sqrt(40 * 10)], rtol=1e-6)  # 20 x 20
+    np.testing.assert_allclose(half[0, :2], [12 + 5 - 10, 18 + 20 - 10], rtol=1e-6)
+    np.testing.assert_allclose(half[1], boxes[1], atol=1e-5)  # already the first box's size: unchanged
+    for w in (0.0, 0.3, 0.5, 1.0):
+        b = scoring.anchor_size(boxes, box0, w)
+        np.testing.assert_allclose(b[:, :2] + b[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2, rtol=1e-6)
+    assert half.dtype == np.float32
+    with pytest.raises(ValueError, match=r"size prior must be in \[0, 1\], got 1.5"):
+        scoring.anchor_size(boxes, box0, 1.5)
+
+
 @pytest.fixture(scope="module")
 def model():
     cfg = preset("synthetic", channels=3, image_hw=(30, 40))
@@ -69,6 +90,16 @@ def test_batched_tracking_equals_tracking_each_sequence_alone(model):
     boxes, extras, _ = scoring.track_with_extras(params, cfg, to_float_frames(videos[0], 3), box0[0])
     np.testing.assert_allclose(boxes, together[0], atol=1e-3)
     assert extras[1]["glimpse"].shape == (3, 24, 24)
+    # the size prior: 0 gives the model's own boxes, 1 the first box's size on every frame, and
+    # in between the same centres with sides between the two
+    own, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=3, size_prior=0.0)
+    fixed, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=3, size_prior=1.0)
+    for o, f, t, b in zip(own, fixed, together, box0):
+        np.testing.assert_allclose(f[:, 2:], np.broadcast_to(b[2:], f[:, 2:].shape), rtol=1e-5)
+        for x in (f, t):
+            np.testing.assert_allclose(x[:, :2] + x[:, 2:] / 2, o[:, :2] + o[:, 2:] / 2, atol=1e-3)
+        np.testing.assert_allclose(t[1:, 2:], np.sqrt(o[1:, 2:] * b[2:]), rtol=1e-4)  # the default, 0.5
+    assert scoring.SIZE_PRIOR == 0.5 and np.abs(own[0][1:, 2:] - box0[0, 2:]).max() > 0.1  # the prior did something
 
 
 def test_toolkit_files_read_by_an_independent_reader(tmp_path):
@@ -119,6 +150,19 @@ def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_
         tracker.init(np.zeros((45, 60, 3), np.uint8), [1, 2, 3])
     with pytest.raises(ValueError, match="images must be uint8"):
         tracker.init(np.zeros((45, 60, 3)), [1, 2, 3, 4])
+    # the size prior: the command's flag and the object's argument give the same boxes
+    assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video",
+                       "--size-prior", "0"]) == 0
+    capsys.readouterr()
+    own = np.loadtxt(out / "S0.txt", delimiter=",")
+    boxes, _ = track.HARTTracker(ckpt, device="cpu", size_prior=0.0).track(info.images, written[0])
+    np.testing.assert_allclose(boxes, own, atol=0.02)
+    assert np.abs(own - written).max() > 0.05  # with and without the prior differ
+    with pytest.raises(ValueError, match=r"size prior must be in \[0, 1\]"):
+        track.HARTTracker(ckpt, device="cpu", size_prior=-0.1)
+    with pytest.raises(SystemExit):
+        track.main(["--video", str(root / "S0"), "--size-prior", "2"])
+    assert "argument --size-prior: must be at most 1.0, got 2" in capsys.readouterr().err
 
 
 def test_evaluate_a_folder_whole_sequences(model, tmp_path, capsys):
@@ -145,6 +189,12 @@ def test_evaluate_a_folder_whole_sequences(model, tmp_path, capsys):
     inter = [max(0, min(x0 + w, x + w2) - max(x0, x)) * max(0, min(y0 + h, y + h2) - max(y0, y)) for x, y, w2, h2 in gt]
     expected = np.mean([i / (w * h + w2 * h2 - i) for i, (_, _, w2, h2) in zip(inter, gt)])
     assert got == pytest.approx(expected, abs=1e-6)
+    # --size-prior 1: every box has the first box's size (x, y, w, h files, 3 decimals)
+    assert evaluate.main(["--checkpoint", ckpt, "--folder", str(root), "--out", str(tmp_path / "sp"),
+                          "--size-prior", "1"]) == 0
+    capsys.readouterr()
+    fixed = np.loadtxt(tmp_path / "sp" / "results" / "S1.txt", delimiter=",")
+    np.testing.assert_allclose(fixed[:, 2:], np.broadcast_to(gt[0, 2:], fixed[:, 2:].shape), atol=2e-3)
     assert evaluate.main(["--checkpoint", ckpt, "--folder", str(tmp_path / "none")]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert evaluate.main(["--checkpoint", ckpt, "--static", "--dataset", "synthetic"]) == 2
