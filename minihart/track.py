@@ -5,8 +5,9 @@ truth then gives the first box and is scored over the whole sequence).
 Without ``--checkpoint`` it uses the checkpoint shipped with minihart (trained on real footage).
 Frames are resized to the frame size the model was trained at; boxes come back in the video's
 pixels, their sides pulled half way (in log) to the first box's (``--size-prior``, README).
-Writes, into ``--out`` (default ``tracks/``), the files the tracking toolkits read: ``NAME.txt`` (one ``x,y,w,h`` line per frame, comma-separated), ``NAME_time.txt`` and
-``times/NAME_time.txt`` (seconds per frame), an annotated ``NAME.mp4`` (or ``.gif``) and, with
+Writes, into ``--out`` (default ``tracks/``), the files the tracking toolkits read: ``NAME.txt``
+(one ``x,y,w,h`` line per frame, comma-separated), ``NAME_time.txt`` and ``times/NAME_time.txt``
+(seconds per frame), an annotated ``NAME.mp4`` (or ``.gif``) and, with
 ground truth, ``NAME.json`` (average IoU, success AUC, precision at 20 px).
 
 :class:`HARTTracker` is the same tracker behind the got10k toolkit's interface
