@@ -222,7 +222,8 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     """``track`` without --checkpoint uses minihart/weights/real.npz; on notebook 10's real clip
     (60 frames of a validation sequence, where the walker crosses the frame) it must beat the
     static first box (0.415 average IoU, precision@20px 0.68) and stay on the target (the shipped
-    checkpoint: 0.757 and 1.0), and the got10k-style object must load the same checkpoint."""
+    checkpoint, with the size prior: 0.633 and 1.0), and the got10k-style object must load the same
+    checkpoint, trained at the `real` preset's frame size."""
     import json
     from pathlib import Path
     clip = Path(__file__).resolve().parents[1] / "tutorials" / "data" / "clip"
@@ -236,5 +237,6 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     assert r["precision20"] >= 0.95 > static["precision20"] + 0.2, (r["precision20"], static["precision20"])
     tracker = track.HARTTracker(device="cpu")
     assert tracker.cfg.name == "real" and tracker.cfg.box_from_object and not tracker.cfg.glimpse_grad
+    assert tracker.cfg.image_hw == (120, 160) and tracker.cfg.scale_loss == 0.3 and tracker.size_prior == 0.5
     boxes, _ = tracker.track(info.images[:5], np.loadtxt(clip / "groundtruth_rect.txt", delimiter=",")[0])
     np.testing.assert_allclose(boxes, np.loadtxt(tmp_path / "clip.txt", delimiter=",")[:5], atol=0.02)

@@ -88,7 +88,7 @@ PRESETS = {
     # KTH, paper 5.1: 28x28 greyscale glimpse. The paper used RATM's pretrained extractor; ours
     # is a small V1 trained from scratch (our substitute, not the paper's network).
     "kth": Config("kth", 1, (28, 28), SMALL_V1, image_hw=(120, 160)),
-    # real footage (README "Real footage"): kth's V1, grey 120x160 frames (shipped checkpoint: 180x240),
+    # real footage (README "Real footage"): kth's V1, grey 120x160 frames (the shipped checkpoint's),
     # 30 minutes from scratch; the attention loss of a context window twice the box, the box read out
     # from its object half, no glimpse-to-window gradient, a log-size error of weight 0.3 (round 28).
     "real": Config("real", 1, (32, 32), SMALL_V1, image_hw=(120, 160), context_attention=True,
