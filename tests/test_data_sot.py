@@ -231,6 +231,47 @@ def test_stretch_changes_the_aspect_ratio_with_the_pixels():
         sot.SOTSet("sot", [], [], 1, [], [], stretch=0.5)
 
 
+def test_zoom_drift_grows_or_shrinks_the_target_along_the_window():
+    """--zoom-drift D: a standing bright block is resampled to exactly where each frame's box says; its
+    size changes log-linearly from the first frame to the last, by 1 to D times, growing in about half
+    the windows and shrinking in the others; the boxes stay in the frame, and D with --stretch is refused."""
+    H, W, L = 60, 80, 9
+    boxes = np.tile(np.array([[20.0, 30.0, 12.0, 16.0]], np.float32), (L, 1))
+    img = np.zeros((H, W), np.uint8)
+    img[20:32, 30:46] = 255
+    ratios = []
+    for seed in range(100):
+        rows, cols, b = sot.drifting_zoom(boxes, np.ones(L), np.random.default_rng(seed), (H, W), 1.5, 2.0)
+        assert rows.shape == (L, H) and cols.shape == (L, W) and b.shape == (L, 4)
+        for t in range(L):
+            out = img[np.ix_(rows[t], cols[t])]
+            ys, xs = np.flatnonzero(out.any(1)), np.flatnonzero(out.any(0))
+            y, x, h, w = b[t]
+            assert abs(ys[0] - y) <= 1 and abs(ys[-1] + 1 - (y + h)) <= 1, (seed, t, b[t])
+            assert abs(xs[0] - x) <= 1 and abs(xs[-1] + 1 - (x + w)) <= 1, (seed, t, b[t])
+            assert y >= -1e-4 and x >= -1e-4 and y + h <= H + 1e-4 and x + w <= W + 1e-4
+        z = b[:, 2] / 12
+        assert np.all(z >= 1 - 1e-5) and np.allclose(b[:, 3] / 16, z, rtol=1e-5)
+        assert np.allclose(np.diff(np.log(z)), np.log(z[-1] / z[0]) / (L - 1), atol=1e-5)  # log-linear in time
+        ratios.append(z[-1] / z[0])
+    r = np.array(ratios)
+    assert np.all((r >= 0.5 - 1e-5) & (r <= 2 + 1e-5)) and 30 < (r > 1).sum() < 70
+    assert (np.abs(np.log(r)) > np.log(1.5)).sum() > 10
+    frames = np.zeros((1, 2 * L, H, W, 3), np.uint8)
+    tracks = [(0, 0, np.tile(boxes[:1], (2 * L, 1)), np.ones(2 * L, np.float32))]
+    frames[0, :, 20:32, 30:46] = 255
+    ds = sot.SOTSet("sot", [frames[0]], tracks, 3, [], [], augment=True, max_stride=1, zoom_drift=2.0)
+    for seed in range(5):  # through the window's gather, a crop per frame
+        f, b, p = ds.augmented_window(0, L, np.random.default_rng(seed))
+        assert f.shape == (L, H, W, 3) and b.shape == (L, 4) and p.shape == (L,)
+        for t in (0, L - 1):
+            ys, xs = np.flatnonzero(f[t, ..., 0].any(1)), np.flatnonzero(f[t, ..., 0].any(0))
+            assert abs(ys[-1] + 1 - ys[0] - b[t, 2]) <= 1 and abs(xs[-1] + 1 - xs[0] - b[t, 3]) <= 1
+    for bad in (dict(zoom_drift=0.5), dict(zoom_drift=1.5, stretch=1.5)):
+        with pytest.raises(ValueError, match="zoom_drift must be >= 1 and is not combined with stretch"):
+            sot.SOTSet("sot", [], [], 1, [], [], **bad)
+
+
 def test_photo_changes_the_light_and_keeps_the_window():
     """--photo: the same window as without it (boxes, presence, and the frames' pixels in the same
     order within each frame, every channel alike), each frame's values mapped by one increasing
@@ -466,8 +507,16 @@ def test_training_reads_the_sot_dataset(tmp_path):
     assert run["photo"] == 0.3
 
 
+def test_zoom_drift_with_stretch_is_refused_before_a_run_is_made(tmp_path, capsys):
+    from minihart import train
+    out = tmp_path / "run"
+    assert train.main(["--dataset", "sot", "--data-root", str(tmp_path / "none"), "--zoom-drift", "2", "--stretch",
+                       "1.5", "--steps", "1", "--quiet", "--out", str(out)]) == 2
+    assert "--zoom-drift and --stretch: one at a time" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"], ["--stretch", "1.5"],
-                                   ["--photo", "0.2"],
+                                   ["--photo", "0.2"], ["--zoom-drift", "1.5"],
                                    ["--max-zoom", "2", "--box-jitter", "1.2"]])
 def test_sot_augmentation_flags_are_refused_for_other_datasets(tmp_path, capsys, flags):
     """They would change nothing there: an error names them, no run is made."""

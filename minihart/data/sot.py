@@ -241,6 +241,33 @@ def zoom_shift(boxes, presence, rng, hw, max_zoom, max_stretch=1.0):
     return rows, cols, boxes.astype(np.float32)
 
 
+def drifting_zoom(boxes, presence, rng, hw, max_zoom, drift):
+    """Like :func:`zoom_shift` without stretch, but the zoom changes along the window: from ``z`` at
+    one end to ``z * r`` at the other (log-linear in time), ``z`` in ``[1, max_zoom]`` and ``r`` in
+    ``[1, drift]`` (log-uniform), growing or shrinking at random, as a camera zooming or an object
+    coming closer or going away changes the target's size. Every frame's crop holds every labelled box
+    of the window (the zooms shrink until they can) at one relative place drawn for the window.
+    Returns ``rows (L, H)``, ``cols (L, W)`` (per frame) and the boxes ``(L, 4)`` in the zoomed frames."""
+    H, W = hw
+    L = len(boxes)
+    vis = boxes[presence > 0] if presence.any() else boxes[:1]
+    y0, x0 = vis[:, 0].min(), vis[:, 1].min()
+    y1, x1 = (vis[:, 0] + vis[:, 2]).max(), (vis[:, 1] + vis[:, 3]).max()
+    fit = max(1.0, min(H / max(y1 - y0, 1e-3), W / max(x1 - x0, 1e-3)))
+    z, r = rng.uniform(1, max_zoom), float(np.exp(rng.uniform(0, np.log(drift))))
+    ends = np.minimum([z, z * r], fit)[::1 if rng.random() < 0.5 else -1]
+    zt = np.exp(np.log(ends[0]) + (np.log(ends[1]) - np.log(ends[0])) * np.arange(L) / max(L - 1, 1))
+    u = rng.uniform(0, 1, 2)
+    ch, cw = H / zt, W / zt
+    lo_y, lo_x = np.maximum(0.0, y1 - ch), np.maximum(0.0, x1 - cw)
+    top = lo_y + u[0] * np.maximum(0.0, np.minimum(y0, H - ch) - lo_y)
+    left = lo_x + u[1] * np.maximum(0.0, np.minimum(x0, W - cw) - lo_x)
+    rows = np.clip((top[:, None] + (np.arange(H) + 0.5) / zt[:, None]).astype(np.intp), 0, H - 1)
+    cols = np.clip((left[:, None] + (np.arange(W) + 0.5) / zt[:, None]).astype(np.intp), 0, W - 1)
+    boxes = (boxes - np.stack([top, left, 0 * top, 0 * top], 1)) * zt[:, None]
+    return rows, cols, boxes.astype(np.float32)
+
+
 def photometric(frames, rng, strength):
     """Light and camera changes for one window of stored uint8 frames ``(L, H, W[, 3])``, drawn
     once for the window: a gamma and a contrast (about the window's mean), each ``exp(U(-s, s))``
@@ -317,12 +344,14 @@ class SOTSet(TrackSet):
     probability ``patches`` the target itself is replaced (:meth:`patched`, before mixing): a random
     piece of a training scene, stretched onto the target's box in every frame, moves as the target
     moved, so the tracker must follow what the first box shows, whatever it is. Last, with
-    ``photo`` > 0, the window's light and contrast change (:func:`photometric`).
+    ``photo`` > 0, the window's light and contrast change (:func:`photometric`). With ``zoom_drift``
+    D > 1 the zoom changes along the window by up to D times (:func:`drifting_zoom`), so the target
+    grows or shrinks.
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
                  max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0,
-                 photo=0.0):
+                 photo=0.0, zoom_drift=1.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
         if max_stride < 1 or max_zoom < 1 or box_jitter < 1 or stretch < 1:
             raise ValueError(f"SOTSet: max_stride, max_zoom, box_jitter and stretch must be >= 1, got {max_stride}, "
@@ -331,9 +360,13 @@ class SOTSet(TrackSet):
             raise ValueError(f"SOTSet: mix, distract and patches are probabilities, got {mix}, {distract}, {patches}")
         if not 0 <= photo <= 1:
             raise ValueError(f"SOTSet: photo must be in [0, 1], got {photo}")
+        if zoom_drift < 1 or (zoom_drift > 1 and stretch > 1):
+            raise ValueError(f"SOTSet: zoom_drift must be >= 1 and is not combined with stretch, got {zoom_drift} "
+                             f"with stretch {stretch}")
         self.sequences, self.scales = sequences, scales
         self.max_stride, self.max_zoom, self.box_jitter, self.mix = max_stride, max_zoom, box_jitter, mix
         self.distract, self.patches, self.stretch, self.photo = distract, patches, stretch, photo
+        self.zoom_drift = zoom_drift
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
@@ -345,9 +378,12 @@ class SOTSet(TrackSet):
         if rng.random() < 0.5:  # time reversal, starting on the window's last labelled frame
             idx = idx[:np.flatnonzero(presence[idx])[-1] + 1][::-1]
         b, p = boxes[idx], presence[idx]
-        rows, cols, b = zoom_shift(b, p, rng, self.image_hw, self.max_zoom, self.stretch)
+        if self.zoom_drift > 1:
+            rows, cols, b = drifting_zoom(b, p, rng, self.image_hw, self.max_zoom, self.zoom_drift)
+        else:
+            rows, cols, b = zoom_shift(b, p, rng, self.image_hw, self.max_zoom, self.stretch)
         if rng.random() < 0.5:  # mirror
-            cols = cols[::-1]
+            cols = cols[..., ::-1]
             b[:, 1] = self.image_hw[1] - b[:, 1] - b[:, 3]
         true = b.copy()
         if self.box_jitter > 1:  # the tracker starts from an imprecise box: scaled and shifted
@@ -358,8 +394,12 @@ class SOTSet(TrackSet):
             b[0] = np.concatenate([centre - size / 2, size]).astype(np.float32)
         frames = self.videos[video][first + idx]  # (L, H, W, 3): one gather of flat pixel indices
         H, W = self.image_hw
-        pixels = (rows[:, None] * W + cols).ravel()
-        frames = np.take(frames.reshape(len(idx), H * W, -1), pixels, axis=1).reshape(frames.shape)
+        if rows.ndim == 1:  # one crop for the whole window
+            pixels = (rows[:, None] * W + cols).ravel()
+            frames = np.take(frames.reshape(len(idx), H * W, -1), pixels, axis=1).reshape(frames.shape)
+        else:  # a crop per frame (zoom drift)
+            pixels = (rows[:, :, None] * W + cols[:, None, :]).reshape(len(idx), H * W, 1)
+            frames = np.take_along_axis(frames.reshape(len(idx), H * W, -1), pixels, axis=1).reshape(frames.shape)
         if self.patches > 0 and rng.random() < self.patches:
             frames = self.patched(frames, true, p, rng)
         if self.mix > 0 and len(self.tracks) > 1 and rng.random() < self.mix:
@@ -477,7 +517,7 @@ def default_cache_dir(root):
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
          max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, list_file=None,
-         cache=True):
+         cache=True, zoom_drift=1.0):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -488,7 +528,7 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
       augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter,
-        mix, distract, patches, stretch and photo.
+        mix, distract, patches, stretch, photo and zoom_drift.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -506,4 +546,4 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
                   split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter,
-                  mix, distract, patches, stretch, photo)
+                  mix, distract, patches, stretch, photo, zoom_drift)
