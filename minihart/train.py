@@ -30,7 +30,7 @@ from minihart.checkpoint import atomic_savez, load, save  # noqa: F401  (atomic_
 from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import Curriculum, DatasetNotPrepared
 from minihart.boxes import iou
-from minihart.model import backward, count_params, forward, hart, init_params, preset, sample_noise
+from minihart.model import Tracker, backward, count_params, forward, hart, init_params, preset, sample_noise
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 from minihart.runs import open_dataset, run_info  # noqa: F401  (run_info re-exported)
 
@@ -48,13 +48,13 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, zoom_drift=1.0, lr_decay="none",
-                       ema=0.0, kick=0.0, kick_prob=0.1, mask_lost=False, map_lost=False, v1_init="random",
+                       ema=0.0, kick=0.0, kick_prob=0.1, run_in=0.0, mask_lost=False, map_lost=False, v1_init="random",
                        freeze_v1=False)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
              "max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo", "zoom_drift",
-             "lr_decay", "ema", "kick", "kick_prob", "mask_lost", "map_lost", "v1_init", "freeze_v1")
+             "lr_decay", "ema", "kick", "kick_prob", "run_in", "mask_lost", "map_lost", "v1_init", "freeze_v1")
 # sot augmentation
 SOT_FLAGS = ("max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo",
              "zoom_drift")
@@ -64,7 +64,7 @@ OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
                max_len=None, max_stride=None, max_zoom=None, box_jitter=None, mix=None, distract=None, patches=None,
                stretch=None, photo=None, zoom_drift=None,
-               lr_decay=None, ema=None, kick=None, kick_prob=None, mask_lost=None, map_lost=None,
+               lr_decay=None, ema=None, kick=None, kick_prob=None, run_in=None, mask_lost=None, map_lost=None,
                v1_init=None, freeze_v1=None, skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
@@ -245,7 +245,18 @@ def window_kicks(rng, boxes, presence, image_hw, size, prob):
     return [kick[:, t] for t in range(T)]
 
 
-def forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=False):
+def run_in(params, cfg, frames, box0):
+    """``--run-in``: the model tracks ``frames (B, w, C, H, W)`` from the boxes ``box0 (B, 4)`` as it does
+    on a video (no dropout, no loss, no gradient) and returns its state after them; the training window
+    that follows starts from it, so the model learns from the states its own errors lead to on a long
+    video (truncated backpropagation through time, the earlier pieces not backpropagated)."""
+    tracker = Tracker(params, cfg).init(frames[:, 0], box0)
+    for t in range(1, frames.shape[1]):
+        tracker.step(frames[:, t])
+    return tracker.state
+
+
+def forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=False, state=None):
     """``--mask-lost``: :func:`minihart.model.forward`, with the frames where the window has lost the
     object (disjoint from its context window) or the box has (disjoint from it) left out of the loss.
     Those frames give the box losses ``-log(eps)`` with no gradient, and the location map the target
@@ -254,9 +265,10 @@ def forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=F
     and ``presence`` still score every visible frame. ``map_lost`` (``--map-lost``): the location map's
     term keeps the lost frames (its target there: nothing in the window), the box terms still leave them out."""
     xp = get_array_module(frames)
-    seq, seq_cache = hart.sequence_forward(params, cfg, frames, boxes[:, 0], noise)
+    seq, seq_cache = hart.sequence_forward(params, cfg, frames, boxes[:, 0], noise, state)
     pres = presence.astype(frames.dtype)
-    pres[:, 0] = 0  # as forward: the first box is given
+    if state is None:
+        pres[:, 0] = 0  # as forward: the first box is given
     target = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
     found = (iou(seq.att, hart.context_window(target, cfg.init_window_scale)) > 0) & (iou(seq.pred, target) > 0)
     (loss, terms), loss_cache = hart.loss_forward(params, cfg, seq, target, pres * found, frames.shape[3:],
@@ -370,16 +382,21 @@ def train(args=None, **options) -> str:
         T = cur.seq_len
         # made on the device (frames as stored, converted there; masks drawn there), the first
         # boxes checked on the host: forward and backward never wait for the GPU
-        frames, boxes, presence = train_set.batch(rng, B, T, xp)
+        w = int(rng.integers(0, int(run["run_in"] * T) + 1)) if run["run_in"] else 0
+        frames, boxes, presence = train_set.batch(rng, B, w + T, xp)
+        start = None
+        if w:  # --run-in: the window starts where the model's own tracking of w frames before it left it
+            start = run_in(params, cfg, frames[:, :w], boxes[:, 0])
+            frames, boxes, presence = frames[:, w:], boxes[:, w:], presence[:, w:]
         noise = sample_noise(cfg, rng, len(frames), T, xp)
         if run["kick"]:
             for step_noise, kick in zip(noise, window_kicks(rng, boxes, presence, frames.shape[-2:], run["kick"],
                                                                 run["kick_prob"])):
                 step_noise["kick"] = kick
         if run["mask_lost"]:
-            out_, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise, run["map_lost"])
+            out_, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise, run["map_lost"], start)
         else:
-            out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False)
+            out_, cache = forward(params, cfg, frames, boxes, presence, noise, check_boxes=False, state=start)
         grads = backward(cache)
         if run["freeze_v1"]:  # V1 keeps its start (e.g. --init-from a pretrained V1): no update, no share of the clip
             for k in grads:
@@ -552,8 +569,8 @@ def build_parser():
                    help="sot: light and contrast changes of a training window, a gamma and a contrast up to "
                         "exp(S) either way and a drifting brightness (default 0: off)")
     p.add_argument("--zoom-drift", type=number(float, 1),
-                   help="sot: the zoom changes along a training window by up to D times, growing or shrinking "
-                        "the target (default 1: off; not with --stretch)")
+                   help="sot: the zoom changes along a training window by up to D times per 50 frames, growing or "
+                        "shrinking the target (default 1: off; not with --stretch)")
     p.add_argument("--v1-init", choices=["random", "kmeans"],
                    help="V1's convolutions at the start: He-normal (default), or k-means filters of whitened "
                         "patches of the training glimpses, layer by layer (no labels; a few seconds)")
@@ -568,6 +585,10 @@ def build_parser():
                         "(and resize it as much), so the model learns to recover a misplaced window "
                         "(sot's default 0.5; otherwise 0: off)")
     p.add_argument("--kick-prob", type=number(float, 0, 1), help="the fraction of steps kicked (default 0.1)")
+    p.add_argument("--run-in", type=number(float, 0),
+                   help="before each training window of T frames the model tracks up to K*T earlier frames "
+                        "(a random number; no loss, no gradient) and the window starts from the state it "
+                        "reached (default 0: from the first box)")
     p.add_argument("--mask-lost", type=on_off, metavar="on|off",
                    help="leave the frames where the window or the box has lost the object out of the loss "
                         "(sot's default on; otherwise off)")

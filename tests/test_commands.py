@@ -1,5 +1,6 @@
 """Smoke tests of the commands a user types: train, evaluate, track (tiny sizes, CPU)."""
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -222,12 +223,29 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(run_dir, 
     assert _rows(os.path.join(run, "metrics.csv"))[-1]["skipped"] == "2"
 
 
+def test_run_in_starts_windows_from_the_models_own_state(tmp_path, monkeypatch):
+    """--run-in K: a window of T frames comes with up to K T frames before it, which the model tracks
+    (run_in) before the window starts from its state; the setting is kept with the run."""
+    seen = []
+    real = train.run_in
+
+    def recording(params, cfg, frames, box0):
+        seen.append(frames.shape[1])
+        return real(params, cfg, frames, box0)
+    monkeypatch.setattr(train, "run_in", recording)
+    out = str(tmp_path / "run")
+    assert train.main(["--steps", "8", "--batch-size", "2", "--eval-every", "4", "--eval-sequences", "2",
+                       "--run-in", "2", "--mask-lost", "on", "--no-final-eval", "--quiet", "--out", out]) == 0
+    assert seen and all(1 <= w <= 2 * 5 for w in seen) and len(set(seen)) > 1  # T = 5 at the start
+    assert json.load(open(os.path.join(out, "config.json")))["run"]["run_in"] == 2
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     args = [sys.executable, "-m", "minihart.train", "--steps", "12", "--eval-every", "2", "--batch-size", "2",
             "--eval-sequences", "4", "--lr-decay", "cosine", "--ema", "0.9", "--kick", "0.3", "--kick-prob", "0.5",
-            "--mask-lost", "on", "--no-final-eval", "--quiet"]  # the rate moves each step, the parameters' average
-    # is kept, windows are kicked and lost frames left out of the loss
+            "--mask-lost", "on", "--run-in", "1", "--no-final-eval", "--quiet"]  # the rate moves each step, the
+    # parameters' average is kept, windows are kicked, start after a run-in, and lost frames are left out of the loss
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     subprocess.run(args + ["--out", full], check=True, env=env, cwd=ROOT, capture_output=True)

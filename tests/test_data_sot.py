@@ -231,15 +231,17 @@ def test_stretch_changes_the_aspect_ratio_with_the_pixels():
         sot.SOTSet("sot", [], [], 1, [], [], stretch=0.5)
 
 
-def test_zoom_drift_grows_or_shrinks_the_target_along_the_window():
+def test_zoom_drift_grows_or_shrinks_the_target_along_the_window(monkeypatch):
     """--zoom-drift D: a standing bright block is resampled to exactly where each frame's box says; its
-    size changes log-linearly from the first frame to the last, by 1 to D times, growing in about half
+    size changes log-linearly from the first frame to the last, by 1 to D times per 50 frames (per the
+    window's 8 steps here, DRIFT_FRAMES patched), growing in about half
     the windows and shrinking in the others; the boxes stay in the frame, and D with --stretch is refused."""
     H, W, L = 60, 80, 9
     boxes = np.tile(np.array([[20.0, 30.0, 12.0, 16.0]], np.float32), (L, 1))
     img = np.zeros((H, W), np.uint8)
     img[20:32, 30:46] = 255
     ratios = []
+    monkeypatch.setattr(sot, "DRIFT_FRAMES", L - 1)
     for seed in range(100):
         rows, cols, b = sot.drifting_zoom(boxes, np.ones(L), np.random.default_rng(seed), (H, W), 1.5, 2.0)
         assert rows.shape == (L, H) and cols.shape == (L, W) and b.shape == (L, 4)
@@ -257,6 +259,9 @@ def test_zoom_drift_grows_or_shrinks_the_target_along_the_window():
     r = np.array(ratios)
     assert np.all((r >= 0.5 - 1e-5) & (r <= 2 + 1e-5)) and 30 < (r > 1).sum() < 70
     assert (np.abs(np.log(r)) > np.log(1.5)).sum() > 10
+    monkeypatch.undo()  # 50 frames: a window of 9 frames changes by up to 2 ** (8 / 50)
+    b = sot.drifting_zoom(boxes, np.ones(L), np.random.default_rng(0), (H, W), 1.5, 2.0)[2]
+    assert 1 <= max(b[-1, 2] / b[0, 2], b[0, 2] / b[-1, 2]) <= 2 ** (8 / 50) + 1e-5
     frames = np.zeros((1, 2 * L, H, W, 3), np.uint8)
     tracks = [(0, 0, np.tile(boxes[:1], (2 * L, 1)), np.ones(2 * L, np.float32))]
     frames[0, :, 20:32, 30:46] = 255

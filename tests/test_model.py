@@ -33,7 +33,7 @@ def _data(rng, B=2, T=3, C=2, H=12, W=14):
     return frames, boxes, presence
 
 
-@pytest.mark.parametrize("variant", ["paper", "context", "centre", "object", "detached"])
+@pytest.mark.parametrize("variant", ["paper", "context", "centre", "object", "detached", "state"])
 def test_end_to_end_gradient_check_float64(xp, rng, variant, monkeypatch):
     """Every parameter block, T = 3, batch 2, dropout and zoneout masks fixed: rel. error < 1e-6.
     Runs on NumPy and, on a GPU machine, on CuPy (the same model code). ``context``: the
@@ -43,9 +43,12 @@ def test_end_to_end_gradient_check_float64(xp, rng, variant, monkeypatch):
     context loss, and the box read out from the object's part of the window (``box_from_object``);
     ``detached``: that and no gradient from the glimpse to its window (``glimpse_grad=False``),
     checked against a forward that takes every glimpse at the window of the unperturbed run, while
-    the windows' other uses (losses, read-outs, the next window) see the perturbed ones."""
+    the windows' other uses (losses, read-outs, the next window) see the perturbed ones; ``state``: the
+    ``object`` model started from a tracker's state after other frames (``train --run-in``), a
+    constant of the check, every frame scored."""
     cfg = TINY.__class__(**{**TINY.to_dict(), "context_attention": variant != "paper",
-                            "centre_loss": variant == "centre", "box_from_object": variant in ("object", "detached"),
+                            "centre_loss": variant == "centre",
+                            "box_from_object": variant in ("object", "detached", "state"),
                             "glimpse_grad": variant != "detached", "scale_loss": 0.8 * (variant == "centre")})
     params = {k: v.astype(np.float64) for k, v in init_params(cfg, rng).items()}
     for k in params:  # move read-outs away from their tiny init so every path carries gradient
@@ -58,6 +61,12 @@ def test_end_to_end_gradient_check_float64(xp, rng, variant, monkeypatch):
         for t, kick in enumerate(window_kicks(rng, boxes, presence, (12, 14), 0.4, 1.0)):
             noise[t]["kick"] = kick
 
+    state = None
+    if variant == "state":  # where tracking two other frames left the model; no gradient flows into it
+        other, other_boxes, _ = (xp.asarray(a) for a in _data(rng))
+        tracker = Tracker(params, cfg).init(other[:, 0], other_boxes[:, 0])
+        tracker.step(other[:, 1])
+        state = tracker.state
     if variant == "detached":  # record the unperturbed run's windows, then glimpse only there
         real, windows, calls = attention.glimpse_forward, [], [0]
         monkeypatch.setattr(attention, "glimpse_forward", lambda x, a, hw: windows.append(a) or real(x, a, hw))
@@ -69,7 +78,7 @@ def test_end_to_end_gradient_check_float64(xp, rng, variant, monkeypatch):
         monkeypatch.setattr(attention, "glimpse_forward", glimpse_at_recorded_window)
 
     def fwd(**p):
-        out, cache = forward(p, cfg, frames, boxes, presence, noise)
+        out, cache = forward(p, cfg, frames, boxes, presence, noise, state=state)
         return out["loss"], cache
 
     def bwd(dout, cache):
@@ -147,6 +156,24 @@ def test_kitti_preset_runs_on_a_full_frame(rng):
     boxes = np.tile(np.array([150, 600, 60, 120], np.float32), (1, 2, 1))
     out, _ = forward(params, cfg, frames, boxes, np.ones((1, 2), np.float32))
     assert out["pred"].shape == (1, 2, 4) and np.isfinite(out["pred"]).all()
+
+
+def test_a_window_started_from_the_run_in_state_continues_the_whole_sequence(rng):
+    """train --run-in: tracking the first frame (run_in) and then the window from the state it left gives
+    the whole sequence's boxes and windows (eval mode), and the window's first frame is scored."""
+    from minihart.train import run_in
+    params = init_params(TINY, rng)
+    frames, boxes, presence = (a.astype(np.float32) for a in _data(rng, T=4))
+    whole, _ = forward(params, TINY, frames, boxes, presence)
+    state = run_in(params, TINY, frames[:, :1], boxes[:, 0])
+    part, cache = forward(params, TINY, frames[:, 1:], boxes[:, 1:], presence[:, 1:], state=state)
+    np.testing.assert_allclose(part["pred"], whole["pred"][:, 1:], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(part["att"], whole["att"][:, 1:], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(part["presence"], presence[:, 1:])
+    assert not whole["presence"][:, 0].any()
+    assert cache.sequence.init is None and set(backward(cache)) == set(params)
+    out, _ = forward_without_lost(params, TINY, frames[:, 1:], boxes[:, 1:], presence[:, 1:], None, state=state)
+    np.testing.assert_array_equal(out["presence"], presence[:, 1:])
 
 
 def test_tracker_matches_sequence_forward_in_eval_mode(rng):

@@ -241,12 +241,16 @@ def zoom_shift(boxes, presence, rng, hw, max_zoom, max_stretch=1.0):
     return rows, cols, boxes.astype(np.float32)
 
 
+DRIFT_FRAMES = 50  # --zoom-drift D: the zoom changes by up to D times per this many frames of a window
+
+
 def drifting_zoom(boxes, presence, rng, hw, max_zoom, drift):
     """Like :func:`zoom_shift` without stretch, but the zoom changes along the window: from ``z`` at
-    one end to ``z * r`` at the other (log-linear in time), ``z`` in ``[1, max_zoom]`` and ``r`` in
-    ``[1, drift]`` (log-uniform), growing or shrinking at random, as a camera zooming or an object
-    coming closer or going away changes the target's size. Every frame's crop holds every labelled box
-    of the window (the zooms shrink until they can) at one relative place drawn for the window.
+    one end to ``z * r`` at the other (log-linear in time), ``z`` in ``[1, max_zoom]`` and ``r`` up to
+    ``drift`` per :data:`DRIFT_FRAMES` frames (``log r`` uniform), growing or shrinking at random, as a
+    camera zooming or an object coming closer or going away changes the target's size. Every frame's
+    crop holds every labelled box of the window (the zooms shrink until they can) at one relative
+    place drawn for the window.
     Returns ``rows (L, H)``, ``cols (L, W)`` (per frame) and the boxes ``(L, 4)`` in the zoomed frames."""
     H, W = hw
     L = len(boxes)
@@ -254,7 +258,7 @@ def drifting_zoom(boxes, presence, rng, hw, max_zoom, drift):
     y0, x0 = vis[:, 0].min(), vis[:, 1].min()
     y1, x1 = (vis[:, 0] + vis[:, 2]).max(), (vis[:, 1] + vis[:, 3]).max()
     fit = max(1.0, min(H / max(y1 - y0, 1e-3), W / max(x1 - x0, 1e-3)))
-    z, r = rng.uniform(1, max_zoom), float(np.exp(rng.uniform(0, np.log(drift))))
+    z, r = rng.uniform(1, max_zoom), float(np.exp(rng.uniform(0, np.log(drift)) * (L - 1) / DRIFT_FRAMES))
     ends = np.minimum([z, z * r], fit)[::1 if rng.random() < 0.5 else -1]
     zt = np.exp(np.log(ends[0]) + (np.log(ends[1]) - np.log(ends[0])) * np.arange(L) / max(L - 1, 1))
     u = rng.uniform(0, 1, 2)
@@ -345,8 +349,8 @@ class SOTSet(TrackSet):
     piece of a training scene, stretched onto the target's box in every frame, moves as the target
     moved, so the tracker must follow what the first box shows, whatever it is. Last, with
     ``photo`` > 0, the window's light and contrast change (:func:`photometric`). With ``zoom_drift``
-    D > 1 the zoom changes along the window by up to D times (:func:`drifting_zoom`), so the target
-    grows or shrinks.
+    D > 1 the zoom changes along the window by up to D times per 50 frames (:func:`drifting_zoom`), so
+    the target grows or shrinks.
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,

@@ -321,20 +321,25 @@ class Sequence(NamedTuple):
 
 
 class SequenceCache(NamedTuple):
-    init: InitCache
+    init: InitCache   # None when the sequence started from a given state
     steps: list       # StepCache per step
     scale: object     # [H, W, H, W]: normalised coordinates to pixels
 
 
-def sequence_forward(p, cfg, frames, box0, noise=None):
+def sequence_forward(p, cfg, frames, box0, noise=None, state=None):
     """HART over ``frames (B, T, C, H, W)`` from the first boxes ``box0 (B, 4)`` (pixels): the
     initial state, then :func:`step_forward` for every frame, the first one included (as the
-    reference). Returns a :class:`Sequence` and a :class:`SequenceCache`."""
+    reference). Or, given ``state = (a, h, c, alpha)`` (a :class:`Tracker`'s, after earlier frames;
+    ``box0`` unused), from that state, with no gradient to it (truncated backpropagation through time).
+    Returns a :class:`Sequence` and a :class:`SequenceCache`."""
     xp = get_array_module(frames)
     H, W = frames.shape[3:]
     scale = xp.asarray([H, W, H, W], frames.dtype)
-    (a, h, c), init = init_forward(p, cfg, frames[:, 0], box0)
-    alpha = h
+    if state is None:
+        (a, h, c), init = init_forward(p, cfg, frames[:, 0], box0)
+        alpha = h
+    else:
+        (a, h, c, alpha), init = state, None
     outs, atts, caches = [], [], []
     for t in range(frames.shape[1]):
         o, k = step_forward(p, cfg, frames[:, t], a, h, c, alpha, None if noise is None else noise[t])
@@ -360,7 +365,8 @@ def sequence_backward(d: Sequence, cache: SequenceCache, cfg, grads):
         dout = StepOut(a_next=da, h=dh, c=dc, pred=dpred[:, t], logits=d.logits[:, t], g=None, filters=d.filters[t])
         da, dh_prev, dc, dalpha = step_backward(dout, datt[:, t], cache.steps[t], cfg, grads)
         dh = dh_prev + dalpha  # h_{t-1} is both the LSTM state and the appearance alpha_t
-    init_backward(da, dh, dc, cache.init, cfg, grads)
+    if cache.init is not None:  # else the sequence started from a given state: the gradient stops there
+        init_backward(da, dh, dc, cache.init, cfg, grads)
 
 
 # ----------------------------------------------------------------------------- loss and metric
@@ -456,7 +462,7 @@ class Cache(NamedTuple):
     loss: LossCache
 
 
-def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=True):
+def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=True, state=None):
     """Run HART over ``frames (B, T, C, H, W)`` from the first boxes ``boxes[:, 0]`` and score it.
 
     Args: boxes ``(B, T, 4)`` pixels ``[y, x, h, w]`` (targets for t >= 2); presence ``(B, T)``
@@ -464,16 +470,19 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
       check_boxes: False skips the check of the first boxes' values (shapes are always
       checked), which reads them back once. Batches from ``WindowSet.gather`` were checked on
       the host; ``train`` passes False, so forward and :func:`backward` never wait for a GPU.
+      state: None, or a :class:`Tracker`'s ``(a, h, c, alpha)`` to start from (see
+      :func:`sequence_forward`); the first frame is then predicted and scored like the others.
     Returns ``out``: ``loss`` (0-d), ``terms`` (dict of 0-d arrays: tracking, attention,
     appearance, l2, and lambda_*), ``pred`` and ``att`` boxes ``(B, T, 4)`` in pixels, ``iou``
     ``(B, T)`` (the metric, zero where not scored), ``presence`` (what is scored),
     ``glimpses (B, T, C, h, w)``, ``maps (B, T, h_v, w_v)``; and a :class:`Cache` for :func:`backward`.
     """
-    validate_inputs(cfg, frames, boxes, presence, check_boxes)
+    validate_inputs(cfg, frames, boxes, presence, check_boxes and state is None)
     xp = get_array_module(frames)
-    seq, seq_cache = sequence_forward(p, cfg, frames, boxes[:, 0], noise)
+    seq, seq_cache = sequence_forward(p, cfg, frames, boxes[:, 0], noise, state)
     pres = presence.astype(frames.dtype)
-    pres[:, 0] = 0  # the first box is given, not predicted
+    if state is None:
+        pres[:, 0] = 0  # the first box is given, not predicted
     # absent objects have no box: a dummy one keeps IoU finite; the mask zeroes its loss
     target = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
     (loss, terms), loss_cache = loss_forward(p, cfg, seq, target, pres, frames.shape[3:])
