@@ -18,7 +18,7 @@ Attention ``a`` and the box correction live in normalised image coordinates
 As in the reference, the appearance vector alpha_{t+1} is the LSTM output itself (eq. 6's MLP
 for alpha is the identity), and the initial state comes from one LSTM step on the features of
 the first frame's glimpse at the first box (no dorsal stream yet: no appearance is known).
-The first frame's box is given, so losses and IoU count time steps 2..T.
+The first frame's box is given, so losses and IoU count time steps 2..T (1..T from a given state).
 
 Top down as the figure: appearance (glimpse, V1, ventral stream), dorsal stream, one step, the
 initial state, the sequence; then the loss. Each ``*_backward`` adds the gradients of the
@@ -329,17 +329,13 @@ class SequenceCache(NamedTuple):
 def sequence_forward(p, cfg, frames, box0, noise=None, state=None):
     """HART over ``frames (B, T, C, H, W)`` from the first boxes ``box0 (B, 4)`` (pixels): the
     initial state, then :func:`step_forward` for every frame, the first one included (as the
-    reference). Or, given ``state = (a, h, c, alpha)`` (a :class:`Tracker`'s, after earlier frames;
-    ``box0`` unused), from that state, with no gradient to it (truncated backpropagation through time).
-    Returns a :class:`Sequence` and a :class:`SequenceCache`."""
+    reference), or from a :class:`Tracker`'s ``state = (a, h, c, alpha)`` with no gradient to it
+    (truncated backpropagation through time). Returns a :class:`Sequence` and a :class:`SequenceCache`."""
     xp = get_array_module(frames)
     H, W = frames.shape[3:]
     scale = xp.asarray([H, W, H, W], frames.dtype)
-    if state is None:
-        (a, h, c), init = init_forward(p, cfg, frames[:, 0], box0)
-        alpha = h
-    else:
-        (a, h, c, alpha), init = state, None
+    (a, h, c), init = init_forward(p, cfg, frames[:, 0], box0) if state is None else (state[:3], None)
+    alpha = h if state is None else state[3]
     outs, atts, caches = [], [], []
     for t in range(frames.shape[1]):
         o, k = step_forward(p, cfg, frames[:, t], a, h, c, alpha, None if noise is None else noise[t])
@@ -470,8 +466,7 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
       check_boxes: False skips the check of the first boxes' values (shapes are always
       checked), which reads them back once. Batches from ``WindowSet.gather`` were checked on
       the host; ``train`` passes False, so forward and :func:`backward` never wait for a GPU.
-      state: None, or a :class:`Tracker`'s ``(a, h, c, alpha)`` to start from (see
-      :func:`sequence_forward`); the first frame is then predicted and scored like the others.
+      state: a :class:`Tracker`'s to start from (:func:`sequence_forward`), the first frame then scored.
     Returns ``out``: ``loss`` (0-d), ``terms`` (dict of 0-d arrays: tracking, attention,
     appearance, l2, and lambda_*), ``pred`` and ``att`` boxes ``(B, T, 4)`` in pixels, ``iou``
     ``(B, T)`` (the metric, zero where not scored), ``presence`` (what is scored),
@@ -481,8 +476,7 @@ def forward(p, cfg: Config, frames, boxes, presence, noise=None, check_boxes=Tru
     xp = get_array_module(frames)
     seq, seq_cache = sequence_forward(p, cfg, frames, boxes[:, 0], noise, state)
     pres = presence.astype(frames.dtype)
-    if state is None:
-        pres[:, 0] = 0  # the first box is given, not predicted
+    pres[:, 0] *= state is not None  # the first box is given, not predicted (unless we start from a state)
     # absent objects have no box: a dummy one keeps IoU finite; the mask zeroes its loss
     target = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
     (loss, terms), loss_cache = loss_forward(p, cfg, seq, target, pres, frames.shape[3:])

@@ -38,9 +38,7 @@ def init_params(cfg: Config, rng: np.random.Generator) -> dict:
     (uniform +-1e-3 as the reference's ``_rec_init``), attention gain ``c`` = cfg.att_gain,
     the learnable bias on the first attention = 0, loss-weight variables v = 1 (lambda = 1).
     """
-    p = {}
-    c_in = cfg.channels
-    n_conv = 0
+    p, c_in, n_conv = {}, cfg.channels, 0
     for spec in cfg.v1:
         if spec[0] == "conv":
             n_conv += 1

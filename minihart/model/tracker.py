@@ -30,8 +30,7 @@ class Tracker:
             raise ValueError(f"frame must be floating point in [0, 1], got {frame.dtype}; convert "
                              "uint8 video frames with minihart.data.batching.to_float_frames")
         frame = frame.astype(self.p["feat.W"].dtype, copy=False)
-        single = frame.ndim == 3
-        frame = frame[None] if single else frame
+        frame, single = (frame[None], True) if frame.ndim == 3 else (frame, False)
         if frame.ndim != 4 or frame.shape[1] != self.cfg.channels:
             raise ValueError(f"frame must be (C={self.cfg.channels}, H, W) or (B, C, H, W), got "
                              f"{tuple(frame.shape if not single else frame.shape[1:])}")
