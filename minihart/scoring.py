@@ -179,6 +179,16 @@ def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, stati
     return dict(per_sequence=per_sequence, mean=mean_scores(per_sequence), boxes=boxes, times=times)
 
 
+def mean_iou_by_prior(params, cfg, dataset, xp=np, priors=(0.0, SIZE_PRIOR)):
+    """The average IoU over the whole sequences of ``dataset`` for each size prior in ``priors``, from
+    one tracking run (the prior changes the reported boxes, never the tracker's path)."""
+    starts, box0 = first_boxes(dataset)
+    videos = [dataset.videos[v][first + s:first + len(b)] for (v, first, b, _), s in zip(dataset.tracks, starts)]
+    preds, _ = track_sequences(params, cfg, videos, box0, xp, size_prior=0.0)
+    return [mean_scores(score_boxes(dataset, [anchor_size(p, b, w) for p, b in zip(preds, box0)], starts)[0])
+            ["avg_iou"] for w in priors]
+
+
 def track_with_extras(params, cfg, frames, box, xp=np, size_prior=SIZE_PRIOR):
     """Boxes ``(N, 4)`` ``[y, x, h, w]`` for float frames ``(N, C, H, W)`` from the first box,
     with the attention window, glimpse and location map of every frame (for pictures), and the

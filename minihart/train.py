@@ -2,8 +2,9 @@
 
 A run folder (``--out``, default ``runs/<dataset>-<time>``) receives ``config.json``,
 ``metrics.csv`` (one row per evaluation), ``training.png`` (loss terms, learned loss weights,
-IoU), ``last.npz`` and ``best.npz`` checkpoints and, at the end, ``eval/`` (results, IoU-over-time
-and success plots, a tracking GIF). Checkpoints hold parameters, optimiser, curriculum and RNG
+IoU), ``last.npz`` and ``best.npz`` checkpoints (for real footage also ``best-prior.npz``, chosen
+with the tracker's size prior) and, at the end, ``eval/`` (results, IoU-over-time and success
+plots, a tracking GIF). Checkpoints hold parameters, optimiser, curriculum and RNG
 state, are written atomically, and ``--resume RUNDIR`` continues the same run bit for bit on CPU.
 
 Defaults follow the paper (section 5): RMSProp with momentum 0.9, learning rate 3.33e-5 (KTH)
@@ -68,7 +69,7 @@ OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=
                v1_init=None, freeze_v1=None, skip_nonfinite=False,
                quiet=False)
 METRICS = ["step", "seq_len", "loss", "tracking", "attention", "appearance", "l2", "lambda_tracking",
-           "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds"]
+           "lambda_attention", "lambda_appearance", "train_iou", "test_iou", "skipped", "seconds", "test_iou_prior"]
 
 
 class TrainingError(Exception):
@@ -278,16 +279,18 @@ def forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=F
 
 
 def evaluate_during_training(params, cfg, test_set, run, xp):
-    """The held-out score that picks ``best.npz``: for real footage (``sot``) the average IoU over
-    whole validation sequences (first box to last frame, the measure the README reports, of the
-    model's own boxes: no size prior), else the average IoU over ``eval_sequences`` windows spread
-    evenly over the held-out set."""
+    """The held-out scores ``(test_iou, test_iou_prior)``. ``test_iou`` picks ``best.npz``: for real
+    footage (``sot``) the average IoU over whole validation sequences (first box to last frame, the
+    measure the README reports, of the model's own boxes: no size prior), else the average IoU over
+    ``eval_sequences`` windows spread evenly over the held-out set. ``test_iou_prior`` (``sot`` only,
+    else None): the same tracking scored with the tracker's size prior (``minihart.scoring``), which
+    picks ``best-prior.npz``."""
     if run["dataset"] == "sot":
-        from minihart.scoring import score_dataset  # noqa: PLC0415
-        return score_dataset(params, cfg, test_set, xp, size_prior=0.0)["mean"]["avg_iou"]
+        from minihart.scoring import mean_iou_by_prior  # noqa: PLC0415
+        return tuple(mean_iou_by_prior(params, cfg, test_set, xp))
     from minihart.evaluate import evaluate  # noqa: PLC0415
     eval_len = {"synthetic": 30, "kth": 30, "kitti": 60}[run["dataset"]]
-    return evaluate(params, cfg, test_set, eval_len, 16, run["eval_sequences"], xp)["mean_iou"]
+    return evaluate(params, cfg, test_set, eval_len, 16, run["eval_sequences"], xp)["mean_iou"], None
 
 
 def train(args=None, **options) -> str:
@@ -354,17 +357,22 @@ def train(args=None, **options) -> str:
         acc = state["acc"]
         n = max(acc.get("n", 0), 1)
         row = {k: acc.get(k, 0.0) / n for k in METRICS[2:11]}
-        row.update(step=state["step"], seq_len=cur.seq_len, skipped=state["skipped"],
-                   test_iou=evaluate_during_training(ema or params, cfg, test_set, run, xp),
-                   seconds=round(state["seconds"], 1))
+        test_iou, test_iou_prior = evaluate_during_training(ema or params, cfg, test_set, run, xp)
+        row.update(step=state["step"], seq_len=cur.seq_len, skipped=state["skipped"], test_iou=test_iou,
+                   seconds=round(state["seconds"], 1), test_iou_prior="" if test_iou_prior is None else test_iou_prior)
         state["history"].append(row)
         state["acc"] = {}
         state.update(curriculum=vars(cur), rng=rng.bit_generator.state)
         is_best = row["test_iou"] > state["best"]
         state["best"] = max(state["best"], row["test_iou"])
+        is_best_prior = test_iou_prior is not None and test_iou_prior > state.get("best_prior", -1.0)
+        if is_best_prior:
+            state["best_prior"] = test_iou_prior
         _save(os.path.join(out, "last.npz"), params, cfg, opt, run, state, ema)
         if is_best:  # the parameters that were scored: with --ema, the average
             _save(os.path.join(out, "best.npz"), ema or params, cfg, opt, run, state)
+        if is_best_prior:  # the same, chosen with the size prior (sot)
+            _save(os.path.join(out, "best-prior.npz"), ema or params, cfg, opt, run, state)
         _write_csv(os.path.join(out, "metrics.csv"), state["history"])
         from minihart.viz import plot_history  # noqa: PLC0415
         plot_history(state["history"], os.path.join(out, "training.png"))

@@ -1,5 +1,6 @@
 """Real tracking sequences (minihart/data/sot.py): OTB, GOT-10k and LaSOT folders, absent
 targets, splits, resizing, the frame cache, augmentation and bad input."""
+import csv
 import json
 import os
 
@@ -506,6 +507,8 @@ def test_training_reads_the_sot_dataset(tmp_path):
                        "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--photo", "0.3", "--no-final-eval",
                        "--quiet", "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
+    rows = list(csv.DictReader(open(out / "metrics.csv")))  # both selections: own boxes and the size prior
+    assert all(0 <= float(r["test_iou_prior"]) <= 1 for r in rows) and (out / "best-prior.npz").is_file()
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
     assert run["mix"] == 0.5 and run["distract"] == 0.5 and run["patches"] == 0.5 and run["stretch"] == 1.4

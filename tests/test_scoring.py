@@ -132,6 +132,16 @@ def _sot_folder(root, n_seq=2, n=6, hw=(45, 60)):
     return root
 
 
+def test_one_tracking_scored_with_several_size_priors_equals_scoring_each(model, tmp_path):
+    """mean_iou_by_prior (training's two selections) gives score_dataset's average IoU for each prior."""
+    params, cfg = model
+    ds = sot.load(_sot_folder(tmp_path / "set", n_seq=3, n=8, hw=(30, 40)), "val", cfg.image_hw, 3, cache=False)
+    got = scoring.mean_iou_by_prior(params, cfg, ds, priors=(0.0, 0.5, 1.0))
+    want = [scoring.score_dataset(params, cfg, ds, size_prior=w)["mean"]["avg_iou"] for w in (0.0, 0.5, 1.0)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert len(set(np.round(got, 6))) == 3  # the priors changed the score
+
+
 def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_path, capsys):
     params, cfg = model
     ckpt = str(tmp_path / "m.npz")
