@@ -78,7 +78,7 @@ class TrainingError(Exception):
 
 def _write_csv(path, history):
     buf = io.StringIO()
-    w = csv.DictWriter(buf, METRICS)
+    w = csv.DictWriter(buf, METRICS, restval="nan")  # restval: rows of runs made before a column existed
     w.writeheader()
     w.writerows(history)
     tmp = path + ".tmp"
@@ -359,7 +359,8 @@ def train(args=None, **options) -> str:
         row = {k: acc.get(k, 0.0) / n for k in METRICS[2:11]}
         test_iou, test_iou_prior = evaluate_during_training(ema or params, cfg, test_set, run, xp)
         row.update(step=state["step"], seq_len=cur.seq_len, skipped=state["skipped"], test_iou=test_iou,
-                   seconds=round(state["seconds"], 1), test_iou_prior="" if test_iou_prior is None else test_iou_prior)
+                   seconds=round(state["seconds"], 1),
+                   test_iou_prior=math.nan if test_iou_prior is None else test_iou_prior)  # nan: not sot
         state["history"].append(row)
         state["acc"] = {}
         state.update(curriculum=vars(cur), rng=rng.bit_generator.state)
