@@ -143,6 +143,11 @@ def first_boxes(dataset):
     return starts, np.stack([t[2][s] for t, s in zip(dataset.tracks, starts)])
 
 
+def sequence_videos(dataset, starts):
+    """Each sequence's stored frames from its first visible one (``starts``, :func:`first_boxes`)."""
+    return [dataset.videos[v][first + s:first + len(b)] for (v, first, b, _), s in zip(dataset.tracks, starts)]
+
+
 def score_boxes(dataset, preds, starts=None):
     """Score boxes in the frames' pixels, one ``(N_i - start_i, 4)`` array per sequence of a
     :class:`minihart.data.sot.SOTSet` (from its first visible frame), in the original images'
@@ -170,7 +175,7 @@ def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, stati
     if static:
         preds, times = [np.repeat(b[None], n, axis=0) for b, n in zip(box0, lengths)], None
     else:
-        videos = [dataset.videos[v][first + s:first + len(b)] for (v, first, b, _), s in zip(dataset.tracks, starts)]
+        videos = sequence_videos(dataset, starts)
         preds, times = track_sequences(params, cfg, videos, box0, xp, 1 if timed else batch_size, size_prior)
     per_sequence, boxes = score_boxes(dataset, preds, starts)
     if timed and times is not None:
@@ -183,7 +188,7 @@ def mean_iou_by_prior(params, cfg, dataset, xp=np, priors=(0.0, SIZE_PRIOR)):
     """The average IoU over the whole sequences of ``dataset`` for each size prior in ``priors``, from
     one tracking run (the prior changes the reported boxes, never the tracker's path)."""
     starts, box0 = first_boxes(dataset)
-    videos = [dataset.videos[v][first + s:first + len(b)] for (v, first, b, _), s in zip(dataset.tracks, starts)]
+    videos = sequence_videos(dataset, starts)
     preds, _ = track_sequences(params, cfg, videos, box0, xp, size_prior=0.0)
     return [mean_scores(score_boxes(dataset, [anchor_size(p, b, w) for p, b in zip(preds, box0)], starts)[0])
             ["avg_iou"] for w in priors]

@@ -209,6 +209,12 @@ def scale_to(info: SequenceInfo, frame_hw):
 
 
 # ----------------------------------------------------------------------------- augmentation
+def labelled_extent(boxes, presence):
+    """``(y0, x0, y1, x1)``: the extent of a window's labelled boxes (the first box where none is)."""
+    vis = boxes[presence > 0] if presence.any() else boxes[:1]
+    return vis[:, 0].min(), vis[:, 1].min(), (vis[:, 0] + vis[:, 2]).max(), (vis[:, 1] + vis[:, 3]).max()
+
+
 def zoom_shift(boxes, presence, rng, hw, max_zoom, max_stretch=1.0):
     """A random zoom ``z`` in ``[1, max_zoom]`` and shift of a window's frames ``(H, W)``: the crop
     of ``1/z`` of the frame, placed at random where it holds every labelled box of the window
@@ -220,9 +226,7 @@ def zoom_shift(boxes, presence, rng, hw, max_zoom, max_stretch=1.0):
     Returns ``rows (H,), cols (W,)`` (the source pixel of each output pixel) and the boxes
     ``(L, 4)`` in the zoomed frames."""
     H, W = hw
-    vis = boxes[presence > 0] if presence.any() else boxes[:1]
-    y0, x0 = vis[:, 0].min(), vis[:, 1].min()
-    y1, x1 = (vis[:, 0] + vis[:, 2]).max(), (vis[:, 1] + vis[:, 3]).max()
+    y0, x0, y1, x1 = labelled_extent(boxes, presence)
     fit_y, fit_x = H / max(y1 - y0, 1e-3), W / max(x1 - x0, 1e-3)
     z = zy = zx = max(1.0, min(rng.uniform(1, max_zoom), fit_y, fit_x))
     if max_stretch > 1:
@@ -254,9 +258,7 @@ def drifting_zoom(boxes, presence, rng, hw, max_zoom, drift):
     Returns ``rows (L, H)``, ``cols (L, W)`` (per frame) and the boxes ``(L, 4)`` in the zoomed frames."""
     H, W = hw
     L = len(boxes)
-    vis = boxes[presence > 0] if presence.any() else boxes[:1]
-    y0, x0 = vis[:, 0].min(), vis[:, 1].min()
-    y1, x1 = (vis[:, 0] + vis[:, 2]).max(), (vis[:, 1] + vis[:, 3]).max()
+    y0, x0, y1, x1 = labelled_extent(boxes, presence)
     fit = max(1.0, min(H / max(y1 - y0, 1e-3), W / max(x1 - x0, 1e-3)))
     z, r = rng.uniform(1, max_zoom), float(np.exp(rng.uniform(0, np.log(drift)) * (L - 1) / DRIFT_FRAMES))
     ends = np.minimum([z, z * r], fit)[::1 if rng.random() < 0.5 else -1]
