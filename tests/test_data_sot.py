@@ -379,7 +379,7 @@ def test_scene_mixing_lays_the_target_over_another_sequence():
         ds = _two_scenes(mix)
         mixed = sum(bool((ds.augmented_window(int(rng.choice(mine)), 8, rng)[0] == 100).any()) for _ in range(100))
         assert lo <= mixed <= hi, (mix, mixed)
-    with pytest.raises(ValueError, match="mix, distract and patches are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract, patches and occlude are probabilities"):
         _two_scenes(1.5)
 
 
@@ -433,7 +433,7 @@ def test_a_look_alike_is_laid_in_beside_the_target():
             f = ds.augmented_window(int(rng.choice(windows)), 8, rng)[0]
             hits += bool(((f != 0) & (f != 255)).any())
         assert lo <= hits <= hi, (p, hits)
-    with pytest.raises(ValueError, match="mix, distract and patches are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract, patches and occlude are probabilities"):
         _look_alike_scenes(-0.1)
 
 
@@ -491,8 +491,60 @@ def test_a_random_patch_replaces_the_target():
             inside = f[1, int(np.ceil(y + 1)):int(y + h - 1), int(np.ceil(x + 1)):int(x + w - 1)]
             hits += not (inside == 255).all()
         assert lo <= hits <= hi, (p, hits)
-    with pytest.raises(ValueError, match="mix, distract and patches are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract, patches and occlude are probabilities"):
         _patch_scenes(1.5)
+
+
+def _occluder_scenes(occlude, n=20, hw=(96, 128)):
+    """Track 0: a white 8x8 square drifting right over black; track 1: grey 100 everywhere, so an
+    occluder cut from it is told apart from the target (255) and its background (0)."""
+    a = np.zeros((n, *hw, 3), np.uint8)
+    boxes = np.array([[44, 40 + 2 * i, 8, 8] for i in range(n)], np.float32)
+    for i, (y, x, h, w) in enumerate(boxes.astype(int)):
+        a[i, y:y + h, x:x + w] = 255
+    tracks = [(0, 0, boxes, np.ones(n, np.float32)), (1, 0, boxes.copy(), np.ones(n, np.float32))]
+    return sot.SOTSet("sot", [a, np.full_like(a, 100)], tracks, 3, [], [], augment=True, occlude=occlude), a, boxes
+
+
+def test_an_occluder_crosses_the_target_once():
+    """occluded() draws one rectangle of a training scene over frames 1.. (never the first, whose
+    box starts the tracker), crossing the target once; presence is 0 exactly where it hides at least
+    70% of the target's box, and --occlude sets how often a window gets one."""
+    rng = np.random.default_rng(0)
+    ds, frames, boxes = _occluder_scenes(1.0)
+    presence = np.ones(len(boxes), np.float32)
+    grey, hidden_frames = 0, 0
+    for _ in range(80):
+        out, p = ds.occluded(frames.copy(), boxes, presence, rng)
+        assert out.dtype == np.uint8 and out.shape == frames.shape and (presence == 1).all()  # presence copied
+        assert (out[0] == frames[0]).all() and p[0] == 1
+        covered = (out == 100).all(-1)
+        if not covered.any():  # a piece of track 0 itself (black and white): its geometry is not told apart
+            continue
+        grey += 1
+        sizes, hidden = set(), []
+        for t in range(1, len(out)):
+            y, x, h, w = boxes[t].astype(int)
+            hidden.append(covered[t, y:y + h, x:x + w].mean())
+            assert p[t] == (0 if hidden[-1] >= 0.7 else 1), (t, hidden[-1], p[t])
+            ys, xs = np.nonzero(covered[t])
+            if ys.size:  # one rectangle, whole where it lies inside the frame
+                assert covered[t, ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+                if 0 < ys.min() and ys.max() < 95 and 0 < xs.min() and xs.max() < 127:
+                    sizes.add((ys.max() - ys.min() + 1, xs.max() - xs.min() + 1))
+        assert len(sizes) <= 1, sizes  # one occluder, of one size
+        over = np.flatnonzero(np.array(hidden) > 0)
+        assert 1 <= over.size <= 13 and over[-1] - over[0] + 1 == over.size, hidden  # one crossing, 3..12 frames
+        hidden_frames += int((p == 0).sum())
+        assert all(max(hw) >= 10 for hw in sizes), sizes  # across the crossing 1.2 to 2 times the target's 8
+    assert 20 <= grey <= 60 and hidden_frames > 0, (grey, hidden_frames)
+    windows = [i for i, (k, _, _) in enumerate(ds.windows(12)) if k == 0]
+    for q, lo, hi in ((0.0, 0, 0), (1.0, 30, 70)):
+        ds = _occluder_scenes(q)[0]
+        hits = sum(bool((ds.augmented_window(int(rng.choice(windows)), 12, rng)[0] == 100).any()) for _ in range(100))
+        assert lo <= hits <= hi, (q, hits)
+    with pytest.raises(ValueError, match="mix, distract, patches and occlude are probabilities"):
+        _occluder_scenes(1.5)
 
 
 def test_training_reads_the_sot_dataset(tmp_path):
@@ -504,15 +556,15 @@ def test_training_reads_the_sot_dataset(tmp_path):
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
-                       "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--photo", "0.3", "--no-final-eval",
-                       "--quiet", "--out", str(out), "--max-len", "5"]) == 0
+                       "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--photo", "0.3",
+                       "--occlude", "0.5", "--no-final-eval", "--quiet", "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     rows = list(csv.DictReader(open(out / "metrics.csv")))  # both selections: own boxes and the size prior
     assert all(0 <= float(r["test_iou_prior"]) <= 1 for r in rows) and (out / "best-prior.npz").is_file()
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
     assert run["mix"] == 0.5 and run["distract"] == 0.5 and run["patches"] == 0.5 and run["stretch"] == 1.4
-    assert run["photo"] == 0.3
+    assert run["photo"] == 0.3 and run["occlude"] == 0.5
 
 
 def test_zoom_drift_with_stretch_is_refused_before_a_run_is_made(tmp_path, capsys):
@@ -524,7 +576,7 @@ def test_zoom_drift_with_stretch_is_refused_before_a_run_is_made(tmp_path, capsy
 
 
 @pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"], ["--stretch", "1.5"],
-                                   ["--photo", "0.2"], ["--zoom-drift", "1.5"],
+                                   ["--photo", "0.2"], ["--zoom-drift", "1.5"], ["--occlude", "0.3"],
                                    ["--max-zoom", "2", "--box-jitter", "1.2"]])
 def test_sot_augmentation_flags_are_refused_for_other_datasets(tmp_path, capsys, flags):
     """They would change nothing there: an error names them, no run is made."""

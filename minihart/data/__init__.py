@@ -35,7 +35,7 @@ knobs (see :mod:`minihart.data.synthetic`); kth: split_by, test_subjects, overla
 split_by ("frames" | "sequence"), train_fraction, overlap, augment, channels,
 max_truncation, max_occlusion; otb: frame_hw, channels, overlap; sot: frame_hw, channels,
 overlap, augment, max_stride, max_zoom, box_jitter, mix, distract, patches, stretch, photo,
-zoom_drift, list_file, cache (see :mod:`minihart.data.sot`).
+zoom_drift, occlude, list_file, cache (see :mod:`minihart.data.sot`).
 Getting the real data: ``python data_scripts/get_kth.py``, ``python data_scripts/get_kitti.py``
 and ``python data_scripts/get_sot.py`` (OTB / GOT-10k; the real mini-set: see the README).
 """

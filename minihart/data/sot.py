@@ -352,18 +352,22 @@ class SOTSet(TrackSet):
     moved, so the tracker must follow what the first box shows, whatever it is. Last, with
     ``photo`` > 0, the window's light and contrast change (:func:`photometric`). With ``zoom_drift``
     D > 1 the zoom changes along the window by up to D times per 50 frames (:func:`drifting_zoom`), so
-    the target grows or shrinks.
+    the target grows or shrinks. With probability ``occlude`` an occluder (:meth:`occluded`), a
+    piece of a training scene, crosses in front of the target once, so that the tracker learns to
+    hold the window through an occlusion and find the target again after it; the frames where it
+    hides at least 70% of the target count as frames where the target is not visible (presence 0).
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
                  max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0,
-                 photo=0.0, zoom_drift=1.0):
+                 photo=0.0, zoom_drift=1.0, occlude=0.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
         if max_stride < 1 or max_zoom < 1 or box_jitter < 1 or stretch < 1:
             raise ValueError(f"SOTSet: max_stride, max_zoom, box_jitter and stretch must be >= 1, got {max_stride}, "
                              f"{max_zoom}, {box_jitter}, {stretch}")
-        if not all(0 <= q <= 1 for q in (mix, distract, patches)):
-            raise ValueError(f"SOTSet: mix, distract and patches are probabilities, got {mix}, {distract}, {patches}")
+        if not all(0 <= q <= 1 for q in (mix, distract, patches, occlude)):
+            raise ValueError(f"SOTSet: mix, distract, patches and occlude are probabilities, got {mix}, {distract}, "
+                             f"{patches}, {occlude}")
         if not 0 <= photo <= 1:
             raise ValueError(f"SOTSet: photo must be in [0, 1], got {photo}")
         if zoom_drift < 1 or (zoom_drift > 1 and stretch > 1):
@@ -372,7 +376,7 @@ class SOTSet(TrackSet):
         self.sequences, self.scales = sequences, scales
         self.max_stride, self.max_zoom, self.box_jitter, self.mix = max_stride, max_zoom, box_jitter, mix
         self.distract, self.patches, self.stretch, self.photo = distract, patches, stretch, photo
-        self.zoom_drift = zoom_drift
+        self.zoom_drift, self.occlude = zoom_drift, occlude
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
@@ -412,6 +416,8 @@ class SOTSet(TrackSet):
             frames = self.mixed(frames, true, p, k, rng)
         if self.distract > 0 and rng.random() < self.distract:
             frames = self.distracted(frames, true, p, rng)
+        if self.occlude > 0 and rng.random() < self.occlude:
+            frames, p = self.occluded(frames, true, p, rng)
         if self.photo > 0:
             frames = photometric(frames, rng, self.photo)
         return frames, b, p
@@ -508,6 +514,51 @@ class SOTSet(TrackSet):
             frames[region] = _blend(alpha, piece, frames[region])
         return frames
 
+    def occluded(self, frames, boxes, presence, rng, hidden=0.7):
+        """An occluder crossing the target once (see the class docstring), laid into ``frames``
+        (L, H, W[, 3]) uint8 in place over frames 1..L-1; returns them and a copy of ``presence``, 0
+        where it hides at least ``hidden`` of the target's box (``boxes``, true ones). The occluder is
+        a piece of a random training frame (mirrored at random), as large as the target across the
+        crossing and 1.2 to 2 times it along it; it crosses along the rows or the columns, from a
+        random frame t0 >= 1 on, in D = 3..12 frames at a steady speed relative to the target (first
+        overlap at t0, last at t0 + D - 1), and is drawn wherever it lies inside the frame."""
+        presence = presence.copy()
+        L, (H, W) = len(frames), self.image_hw
+        seen = np.flatnonzero(presence[1:] > 0) + 1
+        if L < 3 or not seen.size:
+            return frames, presence
+        t0, D = int(rng.choice(seen)), int(rng.integers(3, 13))
+        axis = int(rng.integers(2))  # 0: it moves along the rows (vertically), 1: along the columns
+        b = boxes.astype(np.float64)
+        b = np.where(np.isfinite(b).all(1, keepdims=True), b, b[t0])  # unlabelled frames: as at t0
+        size = np.empty(2)
+        size[axis] = b[t0, 2 + axis] * rng.uniform(0.5, 1.5)
+        size[1 - axis] = b[t0, 3 - axis] * rng.uniform(1.2, 2.0)
+        size = np.clip(size, 2, [H, W])
+        span = b[t0, 2 + axis] + size[axis]  # centre offsets over which the two overlap
+        direction = rng.choice([-1.0, 1.0])
+        centre = b[:, :2] + b[:, 2:] / 2
+        offset = np.zeros((L, 2))  # the occluder's centre minus the target's
+        offset[:, axis] = direction * (-span / 2 + (np.arange(L) - t0 + 0.5) * span / D)
+        offset[:, 1 - axis] = rng.uniform(-0.1, 0.1) * b[t0, 3 - axis]
+        top = np.round(centre + offset - size / 2).astype(np.intp)
+        h, w = (int(v) for v in np.round(size))
+        video, idx, _, _ = self._consecutive(int(rng.integers(len(self.tracks))), 1, rng)
+        y, x = int(rng.integers(H - h + 1)), int(rng.integers(W - w + 1))
+        piece = self.videos[video][idx[0], y:y + h, x:x + w]
+        if rng.random() < 0.5:
+            piece = piece[:, ::-1]
+        for t in range(1, L):
+            y0, x0 = top[t]
+            ys, xs = slice(max(y0, 0), min(y0 + h, H)), slice(max(x0, 0), min(x0 + w, W))
+            if ys.start < ys.stop and xs.start < xs.stop:
+                frames[t, ys, xs] = piece[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+            overlap = [max(0.0, min(top[t, a] + (h, w)[a], b[t, a] + b[t, 2 + a]) - max(top[t, a], b[t, a]))
+                       for a in (0, 1)]
+            if overlap[0] * overlap[1] >= hidden * max(b[t, 2] * b[t, 3], 1e-6):
+                presence[t] = 0
+        return frames, presence
+
     def gather(self, indices, seq_len, rng=None, xp=np):
         if not (self.augment and rng is not None):
             return super().gather(indices, seq_len, None, xp)
@@ -523,7 +574,7 @@ def default_cache_dir(root):
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
          max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, list_file=None,
-         cache=True, zoom_drift=1.0):
+         cache=True, zoom_drift=1.0, occlude=0.0):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -534,7 +585,7 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
       augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter,
-        mix, distract, patches, stretch, photo and zoom_drift.
+        mix, distract, patches, stretch, photo, zoom_drift and occlude.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -552,4 +603,4 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
                   split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter,
-                  mix, distract, patches, stretch, photo, zoom_drift)
+                  mix, distract, patches, stretch, photo, zoom_drift, occlude)
