@@ -518,10 +518,11 @@ class SOTSet(TrackSet):
         """An occluder crossing the target once (see the class docstring), laid into ``frames``
         (L, H, W[, 3]) uint8 in place over frames 1..L-1; returns them and a copy of ``presence``, 0
         where it hides at least ``hidden`` of the target's box (``boxes``, true ones). The occluder is
-        a piece of a random training frame (mirrored at random), as large as the target across the
-        crossing and 1.2 to 2 times it along it; it crosses along the rows or the columns, from a
-        random frame t0 >= 1 on, in D = 3..12 frames at a steady speed relative to the target (first
-        overlap at t0, last at t0 + D - 1), and is drawn wherever it lies inside the frame."""
+        a piece of a random training frame (mirrored at random), 1.2 to 2 times the target's size
+        across its path (so it can hide it whole) and 0.5 to 1.5 times it along it; it crosses along
+        the rows or the columns, from a random visible frame t0 >= 1 on, in D = 3..12 frames at a steady
+        speed relative to the target (first overlap at t0, last at t0 + D - 1), and is drawn wherever
+        it lies inside the frame."""
         presence = presence.copy()
         L, (H, W) = len(frames), self.image_hw
         seen = np.flatnonzero(presence[1:] > 0) + 1
