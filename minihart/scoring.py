@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from minihart.adapt import ADAPT_STEPS, adapt
 from minihart.backend import asnumpy
 from minihart.boxes import iou
 from minihart.data.batching import to_float_frames
@@ -91,7 +92,8 @@ def mean_scores(per_sequence: dict) -> dict:
     return out
 
 
-def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size_prior=SIZE_PRIOR):
+def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size_prior=SIZE_PRIOR,
+                    adapt_steps=ADAPT_STEPS):
     """Track whole sequences from their first boxes, in evaluation mode.
 
     Args:
@@ -100,9 +102,14 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size
       batch_size: sequences tracked together (longest first; a batch shrinks as its sequences
         end). Use 1 to time each sequence alone.
       size_prior: the weight of the first box's size in the reported boxes (:func:`anchor_size`).
+      adapt_steps: first-frame adaptation (:func:`minihart.adapt.adapt`): each sequence is tracked
+        alone (batch 1) by the model trained that many steps on its first frame; 0: none, the
+        sequences tracked ``batch_size`` at a time by the model as it is.
     Returns: a list of boxes ``(N_i, 4)`` (frame 0: the given box) and a list of per-frame
-    seconds ``(N_i,)`` (frame 0: the initialisation) of the batch step that made each box.
+    seconds ``(N_i,)`` (frame 0: the initialisation, adaptation included) of the batch step that
+    made each box.
     """
+    batch_size = 1 if adapt_steps else batch_size
     order = sorted(range(len(videos)), key=lambda i: -len(videos[i]))
     preds, times = [None] * len(videos), [None] * len(videos)
     dtype = params["feat.W"].dtype
@@ -119,15 +126,16 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size
         scale = xp.asarray([H, W, H, W], dtype)
         box0_np = np.stack([first_boxes[i] for i in idx]).astype(np.float32)
         box0 = xp.asarray(box0_np, dtype)
-        (a, h, c), _ = init_forward(params, cfg, frame, box0)
-        out, _ = step_forward(params, cfg, frame, a, h, c, h)  # as in training: frame 0 seen again
+        p = adapt(params, cfg, frame[0], box0_np[0], adapt_steps) if adapt_steps else params
+        (a, h, c), _ = init_forward(p, cfg, frame, box0)
+        out, _ = step_forward(p, cfg, frame, a, h, c, h)  # as in training: frame 0 seen again
         state = (out.a_next, out.h, out.c, out.h)
         boxes, secs = [asnumpy(box0)], [np.full(len(idx), time.perf_counter() - t0)]
         for t in range(1, lengths[0]):
             n = sum(L > t for L in lengths)  # lengths fall: the active sequences are a prefix
             t0 = time.perf_counter()
             state = tuple(v[:n] for v in state)
-            out, _ = step_forward(params, cfg, frames_at(t, n), *state)
+            out, _ = step_forward(p, cfg, frames_at(t, n), *state)
             state = (out.a_next, out.h, out.c, out.h)
             boxes.append(anchor_size(asnumpy(out.pred * scale[None]), box0_np[:n], size_prior))
             secs.append(np.full(n, time.perf_counter() - t0))
@@ -163,11 +171,12 @@ def score_boxes(dataset, preds, starts=None):
     return per_sequence, out
 
 
-def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, static=False, size_prior=SIZE_PRIOR):
+def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, static=False, size_prior=SIZE_PRIOR,
+                  adapt_steps=ADAPT_STEPS):
     """Track every sequence of a :class:`minihart.data.sot.SOTSet` from its first visible box to
     its last frame and score it (:func:`score_boxes`). ``timed``: track each sequence alone
     (batch 1) and add its ``fps``; ``static``: the baseline that keeps the first box (no model);
-    ``size_prior``: :func:`anchor_size`.
+    ``size_prior``: :func:`anchor_size`; ``adapt_steps``: first-frame adaptation (:func:`track_sequences`).
     Returns a dict: ``per_sequence``, ``mean`` (:func:`mean_scores`), ``boxes`` (original pixels)
     and ``times`` (seconds per frame, per sequence; None for ``static``)."""
     starts, box0 = first_boxes(dataset)
@@ -176,7 +185,8 @@ def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, stati
         preds, times = [np.repeat(b[None], n, axis=0) for b, n in zip(box0, lengths)], None
     else:
         videos = sequence_videos(dataset, starts)
-        preds, times = track_sequences(params, cfg, videos, box0, xp, 1 if timed else batch_size, size_prior)
+        preds, times = track_sequences(params, cfg, videos, box0, xp, 1 if timed else batch_size, size_prior,
+                                       adapt_steps)
     per_sequence, boxes = score_boxes(dataset, preds, starts)
     if timed and times is not None:
         for k, name in enumerate(per_sequence):
@@ -186,20 +196,24 @@ def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, stati
 
 def mean_iou_by_prior(params, cfg, dataset, xp=np, priors=(0.0, SIZE_PRIOR)):
     """The average IoU over the whole sequences of ``dataset`` for each size prior in ``priors``, from
-    one tracking run (the prior changes the reported boxes, never the tracker's path)."""
+    one tracking run (the prior changes the reported boxes, never the tracker's path), without
+    first-frame adaptation (training picks its checkpoints by the model as it is)."""
     starts, box0 = first_boxes(dataset)
     videos = sequence_videos(dataset, starts)
-    preds, _ = track_sequences(params, cfg, videos, box0, xp, size_prior=0.0)
+    preds, _ = track_sequences(params, cfg, videos, box0, xp, size_prior=0.0, adapt_steps=0)
     return [mean_scores(score_boxes(dataset, [anchor_size(p, b, w) for p, b in zip(preds, box0)], starts)[0])
             ["avg_iou"] for w in priors]
 
 
-def track_with_extras(params, cfg, frames, box, xp=np, size_prior=SIZE_PRIOR):
+def track_with_extras(params, cfg, frames, box, xp=np, size_prior=SIZE_PRIOR, adapt_steps=ADAPT_STEPS):
     """Boxes ``(N, 4)`` ``[y, x, h, w]`` for float frames ``(N, C, H, W)`` from the first box,
     with the attention window, glimpse and location map of every frame (for pictures), and the
-    seconds each frame took (frame 0: the initialisation). ``size_prior``: :func:`anchor_size`."""
+    seconds each frame took (frame 0: the initialisation, adaptation included). ``size_prior``:
+    :func:`anchor_size`; ``adapt_steps``: first-frame adaptation (:func:`minihart.adapt.adapt`)."""
     t0 = time.perf_counter()
-    tr = Tracker(params, cfg).init(xp.asarray(frames[0]), box)
+    first = xp.asarray(frames[0])
+    params = adapt(params, cfg, first, np.asarray(box, np.float32), adapt_steps) if adapt_steps else params
+    tr = Tracker(params, cfg).init(first, box)
     boxes, times, extras = [np.asarray(box, np.float32)], [time.perf_counter() - t0], []
     extras.append({k: asnumpy(v)[0] for k, v in tr.last.items()})
     for f in frames[1:]:

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from minihart.adapt import ADAPT_STEPS, adapt
 from minihart.backend import array_module, asnumpy, to_device
 from minihart.boxes import from_xywh, to_xywh, validate_boxes
 from minihart.checkpoint import load
@@ -106,11 +107,16 @@ class HARTTracker:
     Images are resized to the frame size the model was trained at; boxes are in the images' own
     pixels, as the toolkits give and score them. ``size_prior``: the weight of the first box's
     size in every box (:func:`minihart.scoring.anchor_size`; 0 reports the model's own size).
+    ``adapt_steps``: first-frame adaptation at every ``init`` (:func:`minihart.adapt.adapt`; 0: none).
     """
 
-    def __init__(self, checkpoint=None, device="auto", name="minihart", size_prior=SIZE_PRIOR):
+    def __init__(self, checkpoint=None, device="auto", name="minihart", size_prior=SIZE_PRIOR,
+                 adapt_steps=ADAPT_STEPS):
         anchor_size(np.ones(4), np.ones(4), size_prior)  # a bad weight fails here, not at the first update
+        if isinstance(adapt_steps, bool) or not isinstance(adapt_steps, (int, np.integer)) or adapt_steps < 0:
+            raise ValueError(f"HARTTracker: adapt_steps must be a whole number >= 0, got {adapt_steps!r}")
         self.name, self.is_deterministic, self.size_prior = name, True, size_prior
+        self.adapt_steps = adapt_steps
         self.device = device
         self.xp = array_module(device)
         params, self.cfg, _ = load(checkpoint or default_checkpoint())
@@ -134,6 +140,7 @@ class HARTTracker:
         frame = self._frame(image)
         yxhw = from_xywh(xywh) * self.scale
         validate_boxes(yxhw[None], "HARTTracker.init box", self.cfg.image_hw)
+        self.tracker = Tracker(adapt(self.params, self.cfg, frame, yxhw, self.adapt_steps), self.cfg)
         self.tracker.init(frame, yxhw)
         self.box0 = yxhw
 
@@ -173,6 +180,9 @@ def main(argv=None) -> int:
     p.add_argument("--size-prior", type=number(float, 0.0, 1.0), default=SIZE_PRIOR,
                    help="the weight of the first box's size in every box: 0 reports the model's own size, 1 "
                         "keeps the first box's (default %(default)s; README, 'the size prior')")
+    p.add_argument("--adapt", type=number(int, 0), default=ADAPT_STEPS, metavar="STEPS",
+                   help="first-frame adaptation: train the model this many steps on windows made from the first "
+                        "frame before tracking (default %(default)s; 0: none; README, 'first-frame adaptation')")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     args = p.parse_args(argv)
     keep_freed_memory()
@@ -198,7 +208,7 @@ def main(argv=None) -> int:
         scale = np.array([cfg.image_hw[0] / H0, cfg.image_hw[1] / W0] * 2, np.float32)
         frames = to_float_frames(resize_frames(raw, cfg.image_hw), cfg.channels)
         params = to_device(params, args.device)
-        preds, extras, times = track_with_extras(params, cfg, frames, box * scale, xp, args.size_prior)
+        preds, extras, times = track_with_extras(params, cfg, frames, box * scale, xp, args.size_prior, args.adapt)
         boxes = preds / scale
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -30,8 +30,8 @@ from minihart.backend import array_module, asnumpy, get_array_module, resolve_de
 from minihart.checkpoint import atomic_savez, load, save  # noqa: F401  (atomic_savez: re-exported for tests)
 from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import Curriculum, DatasetNotPrepared
-from minihart.boxes import iou
-from minihart.model import Tracker, backward, count_params, forward, hart, init_params, preset, sample_noise
+from minihart.model import Tracker, backward, count_params, forward, init_params, preset, sample_noise
+from minihart.mask_lost import forward_without_lost
 from minihart.optim import OPTIMIZERS, clip_by_global_norm
 from minihart.runs import open_dataset, run_info  # noqa: F401  (run_info re-exported)
 
@@ -256,27 +256,6 @@ def run_in(params, cfg, frames, box0):
     for t in range(1, frames.shape[1]):
         tracker.step(frames[:, t])
     return tracker.state
-
-
-def forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=False, state=None):
-    """``--mask-lost``: :func:`minihart.model.forward`, with the frames where the window has lost the
-    object (disjoint from its context window) or the box has (disjoint from it) left out of the loss.
-    Those frames give the box losses ``-log(eps)`` with no gradient, and the location map the target
-    "nothing here"; their large values lower the learned weight of eq. (9) (``lambda = 1 / L``), so
-    every other frame teaches less, more objects are lost, and a run collapses. The returned ``iou``
-    and ``presence`` still score every visible frame. ``map_lost`` (``--map-lost``): the location map's
-    term keeps the lost frames (its target there: nothing in the window), the box terms still leave them out."""
-    xp = get_array_module(frames)
-    seq, seq_cache = hart.sequence_forward(params, cfg, frames, boxes[:, 0], noise, state)
-    pres = presence.astype(frames.dtype)
-    if state is None:
-        pres[:, 0] = 0  # as forward: the first box is given
-    target = xp.where(pres[..., None] > 0, boxes, xp.asarray([0, 0, 1, 1], frames.dtype))
-    found = (iou(seq.att, hart.context_window(target, cfg.init_window_scale)) > 0) & (iou(seq.pred, target) > 0)
-    (loss, terms), loss_cache = hart.loss_forward(params, cfg, seq, target, pres * found, frames.shape[3:],
-                                                  pres if map_lost else None)
-    out = dict(loss=loss, terms=terms, iou=iou(seq.pred, target) * pres, presence=pres)
-    return out, hart.Cache(cfg, params, seq_cache, loss_cache)
 
 
 def evaluate_during_training(params, cfg, test_set, run, xp):

@@ -10,7 +10,8 @@ from minihart.gradcheck import check
 from minihart.model import Config, Tracker, backward, count_params, forward, init_params, preset, sample_noise
 from minihart.model.params import v1_shapes
 from minihart.nn import attention
-from minihart.train import forward_without_lost, window_kicks
+from minihart.mask_lost import forward_without_lost
+from minihart.train import window_kicks
 
 TINY = Config("tiny", 2, (8, 10), (
     ("conv", 4, 3, 1, (1, 1, 0, 2), 1), ("elu",), ("lrn",), ("pool", 2, 2),

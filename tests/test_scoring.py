@@ -81,19 +81,19 @@ def test_batched_tracking_equals_tracking_each_sequence_alone(model):
     rng = np.random.default_rng(0)
     videos = _videos(rng, [7, 3, 5])
     box0 = np.array([[5, 6, 10, 12], [8, 4, 9, 9], [2, 20, 12, 10]], np.float32)
-    together, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=3)
-    alone, times = scoring.track_sequences(params, cfg, videos, box0, batch_size=1)
+    together, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=3, adapt_steps=0)
+    alone, times = scoring.track_sequences(params, cfg, videos, box0, batch_size=1, adapt_steps=0)
     assert [len(p) for p in together] == [7, 3, 5] and [len(t) for t in times] == [7, 3, 5]
     for a, b in zip(together, alone):
         np.testing.assert_allclose(a, b, atol=1e-3)
     from minihart.data.batching import to_float_frames
-    boxes, extras, _ = scoring.track_with_extras(params, cfg, to_float_frames(videos[0], 3), box0[0])
+    boxes, extras, _ = scoring.track_with_extras(params, cfg, to_float_frames(videos[0], 3), box0[0], adapt_steps=0)
     np.testing.assert_allclose(boxes, together[0], atol=1e-3)
     assert extras[1]["glimpse"].shape == (3, 24, 24)
     # the size prior: 0 gives the model's own boxes, 1 the first box's size on every frame, and
     # in between the same centres with sides between the two
-    own, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=3, size_prior=0.0)
-    fixed, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=3, size_prior=1.0)
+    own, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=3, size_prior=0.0, adapt_steps=0)
+    fixed, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=3, size_prior=1.0, adapt_steps=0)
     for o, f, t, b in zip(own, fixed, together, box0):
         np.testing.assert_allclose(f[:, 2:], np.broadcast_to(b[2:], f[:, 2:].shape), rtol=1e-5)
         for x in (f, t):
@@ -137,7 +137,8 @@ def test_one_tracking_scored_with_several_size_priors_equals_scoring_each(model,
     params, cfg = model
     ds = sot.load(_sot_folder(tmp_path / "set", n_seq=3, n=8, hw=(30, 40)), "val", cfg.image_hw, 3, cache=False)
     got = scoring.mean_iou_by_prior(params, cfg, ds, priors=(0.0, 0.5, 1.0))
-    want = [scoring.score_dataset(params, cfg, ds, size_prior=w)["mean"]["avg_iou"] for w in (0.0, 0.5, 1.0)]
+    want = [scoring.score_dataset(params, cfg, ds, size_prior=w, adapt_steps=0)["mean"]["avg_iou"]
+            for w in (0.0, 0.5, 1.0)]
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert len(set(np.round(got, 6))) == 3  # the priors changed the score
 
@@ -173,6 +174,20 @@ def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_
     with pytest.raises(SystemExit):
         track.main(["--video", str(root / "S0"), "--size-prior", "2"])
     assert "argument --size-prior: must be at most 1.0, got 2" in capsys.readouterr().err
+    # first-frame adaptation: the command's flag and the object's argument give the same boxes,
+    # by default and with --adapt 0 (the model as trained), and the two differ
+    assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video",
+                       "--adapt", "0"]) == 0
+    capsys.readouterr()
+    plain = np.loadtxt(out / "S0.txt", delimiter=",")
+    boxes, _ = track.HARTTracker(ckpt, device="cpu", adapt_steps=0).track(info.images, written[0])
+    np.testing.assert_allclose(boxes, plain, atol=0.02)
+    assert np.abs(plain - written).max() > 0.05
+    with pytest.raises(ValueError, match=r"adapt_steps must be a whole number >= 0, got -1"):
+        track.HARTTracker(ckpt, device="cpu", adapt_steps=-1)
+    with pytest.raises(SystemExit):
+        track.main(["--video", str(root / "S0"), "--adapt", "-1"])
+    assert "argument --adapt: must be at least 0, got -1" in capsys.readouterr().err
 
 
 def test_evaluate_a_folder_whole_sequences(model, tmp_path, capsys):

@@ -1,0 +1,101 @@
+"""First-frame adaptation: before tracking a video, a few training steps on windows made from its
+first frame alone, so that the model learns this target's look against this scene.
+
+The first frame and its box are all a tracker is told about the target. Online trackers learn from
+them (correlation filters fit their filter to it; MDNet and ATOM train their last layers on crops of
+it); HART, trained offline, only reads them through its first glimpse and appearance vector
+(paper, eq. 5). Here the whole model takes ``steps`` Adam steps of the training loss (eq. 11, with
+the recipe's lost frames left out of the box terms) on ``batch`` windows of ``length`` frames in
+which a virtual camera pans and zooms over the first frame: the target moves as it would in a
+video, with the scene around it that it will be tracked in. The model and its loss are the
+paper's; only the parameters differ from one video to the next (README, "first-frame adaptation").
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minihart.backend import get_array_module
+from minihart.mask_lost import forward_without_lost
+from minihart.model import backward, sample_noise
+from minihart.optim import Adam, clip_by_global_norm
+
+# the defaults of track, evaluate and HARTTracker (README, "first-frame adaptation": chosen on val)
+ADAPT_STEPS = 50
+ADAPT_LR = 1e-4
+ADAPT_LENGTH = 16
+
+
+def camera_path(box, hw, rng, batch, length, shift=0.15, zoom=0.03, max_scale=1.25, damping=0.7):
+    """Where a virtual camera looks in each frame of ``batch`` windows of ``length`` frames.
+
+    The camera starts at a random point of the middle half of the frame, at a random scale (frame
+    pixels per output pixel, ``1/max_scale`` to ``max_scale``), and moves with a damped random
+    velocity: each frame ``v = damping * v + N(0, shift * box size)``, and the log scale alike with
+    ``zoom``. Args: ``box`` ``[y, x, h, w]`` (pixels), ``hw`` the frame's ``(H, W)``. Returns
+    ``rows (batch, length, H)`` and ``cols (batch, length, W)``, the source pixel of every output
+    row and column (nearest, clamped to the frame's edge), the box in every output frame
+    ``(batch, length, 4)``, and presence ``(batch, length)``: 1 where the box's centre is in view.
+    """
+    H, W = hw
+    box = np.asarray(box, np.float64)
+    centre, size = box[:2] + box[2:] / 2, box[2:]
+    half = np.array([H, W], np.float64) / 2
+    rows = np.empty((batch, length, H), np.intp)
+    cols = np.empty((batch, length, W), np.intp)
+    boxes = np.empty((batch, length, 4), np.float32)
+    for b in range(batch):
+        cam = half + rng.uniform(-0.25, 0.25, 2) * [H, W]
+        log_s = rng.uniform(-np.log(max_scale), np.log(max_scale))
+        vel, vel_s = rng.normal(0, shift, 2) * size, rng.normal(0, zoom)
+        for t in range(length):
+            if t:
+                vel = damping * vel + rng.normal(0, shift, 2) * size
+                vel_s = damping * vel_s + rng.normal(0, zoom)
+                cam, log_s = cam + vel, log_s + vel_s
+            s = np.exp(log_s)
+            rows[b, t] = np.clip(np.round(cam[0] + (np.arange(H) + 0.5 - half[0]) * s - 0.5), 0, H - 1)
+            cols[b, t] = np.clip(np.round(cam[1] + (np.arange(W) + 0.5 - half[1]) * s - 0.5), 0, W - 1)
+            c = (centre - cam) / s + half
+            boxes[b, t] = np.concatenate([c - size / s / 2, size / s])
+    c = boxes[..., :2] + boxes[..., 2:] / 2
+    presence = ((c >= 0) & (c < [H, W])).all(-1).astype(np.float32)
+    return rows, cols, boxes, presence
+
+
+def still_windows(frame, box, rng, batch=8, length=ADAPT_LENGTH, **camera):
+    """Training windows made from one frame: ``frame`` ``(C, H, W)`` float (any device), ``box``
+    ``[y, x, h, w]`` pixels. Returns ``frames (batch, length, C, H, W)`` on ``frame``'s device, and
+    ``boxes (batch, length, 4)`` and ``presence (batch, length)`` there too (:func:`camera_path`,
+    whose keywords ``camera`` passes on)."""
+    xp = get_array_module(frame)
+    rows, cols, boxes, presence = camera_path(box, frame.shape[1:], rng, batch, length, **camera)
+    x = frame[:, xp.asarray(rows)[..., :, None], xp.asarray(cols)[..., None, :]]  # (C, batch, length, H, W)
+    return xp.ascontiguousarray(x.transpose(1, 2, 0, 3, 4)), xp.asarray(boxes), xp.asarray(presence)
+
+
+def adapt(params, cfg, frame, box, steps=ADAPT_STEPS, lr=ADAPT_LR, seed=0, batch=8, length=ADAPT_LENGTH, clip=0.3):
+    """A copy of ``params`` trained for ``steps`` Adam steps (learning rate ``lr``, gradients
+    clipped to a global norm ``clip``) on :func:`still_windows` of ``frame`` ``(C, H, W)`` float
+    in ``[0, 1]`` at the model's frame size, from ``box`` ``[y, x, h, w]`` (pixels). Dropout and
+    zoneout are on, as in training; ``seed`` draws the windows and the masks, so a tracker that
+    adapts is deterministic. ``steps=0`` returns ``params`` unchanged."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"adapt: steps must be a whole number >= 0, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"adapt: lr must be > 0, got {lr!r}")
+    if frame.ndim != 3 or frame.shape[0] != cfg.channels or tuple(frame.shape[1:]) != tuple(cfg.image_hw):
+        raise ValueError(f"adapt: frame must be (C={cfg.channels}, H, W={tuple(cfg.image_hw)}) for preset "
+                         f"{cfg.name!r}, got {tuple(frame.shape)}")
+    if steps == 0:
+        return params
+    xp = get_array_module(frame)
+    rng = np.random.default_rng(seed)
+    params = {k: v.copy() for k, v in params.items()}
+    opt = Adam(lr=lr)
+    for _ in range(steps):
+        frames, boxes, presence = still_windows(frame.astype(params["feat.W"].dtype), box, rng, batch, length)
+        noise = sample_noise(cfg, rng, batch, length, xp)
+        _, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=True)
+        grads, _ = clip_by_global_norm(backward(cache), clip)
+        opt.step(params, grads)
+    return params
