@@ -77,8 +77,8 @@ def adapt(params, cfg, frame, box, steps=ADAPT_STEPS, lr=ADAPT_LR, seed=0, batch
     """A copy of ``params`` trained for ``steps`` Adam steps (learning rate ``lr``, gradients
     clipped to a global norm ``clip``) on :func:`still_windows` of ``frame`` ``(C, H, W)`` float
     in ``[0, 1]`` at the model's frame size, from ``box`` ``[y, x, h, w]`` (pixels). Dropout and
-    zoneout are on, as in training; ``seed`` draws the windows and the masks, so a tracker that
-    adapts is deterministic. ``steps=0`` returns ``params`` unchanged."""
+    zoneout are on, as in training; ``seed`` draws the windows and the masks (on the host, for
+    every device alike), so a tracker that adapts is deterministic. ``steps=0`` returns ``params`` unchanged."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"adapt: steps must be a whole number >= 0, got {steps!r}")
     if not lr > 0:
@@ -94,7 +94,8 @@ def adapt(params, cfg, frame, box, steps=ADAPT_STEPS, lr=ADAPT_LR, seed=0, batch
     opt = Adam(lr=lr)
     for _ in range(steps):
         frames, boxes, presence = still_windows(frame.astype(params["feat.W"].dtype), box, rng, batch, length)
-        noise = sample_noise(cfg, rng, batch, length, xp)
+        # drawn on the host and moved, so that a GPU adapts (and tracks) as the CPU does
+        noise = [{k: xp.asarray(v) for k, v in step.items()} for step in sample_noise(cfg, rng, batch, length)]
         _, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=True)
         grads, _ = clip_by_global_norm(backward(cache), clip)
         opt.step(params, grads)

@@ -247,8 +247,9 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     """``track`` without --checkpoint uses minihart/weights/real.npz; on notebook 10's real clip
     (60 frames of a validation sequence, where the walker crosses the frame) it must beat the
     static first box (0.415 average IoU, precision@20px 0.68) and stay on the target (the shipped
-    checkpoint, with the size prior: 0.633 and 1.0), and the got10k-style object must load the same
-    checkpoint, trained at the `real` preset's frame size."""
+    checkpoint, adapted to the first frame, with the size prior: 0.759 and 1.0; not adapted, 0.633
+    and 1.0), and the got10k-style object must load the same checkpoint, trained at the `real`
+    preset's frame size, and adapt it as the command does."""
     import json
     from pathlib import Path
     clip = Path(__file__).resolve().parents[1] / "tutorials" / "data" / "clip"
@@ -263,5 +264,6 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     tracker = track.HARTTracker(device="cpu")
     assert tracker.cfg.name == "real" and tracker.cfg.box_from_object and not tracker.cfg.glimpse_grad
     assert tracker.cfg.image_hw == (120, 160) and tracker.cfg.scale_loss == 0.3 and tracker.size_prior == 0.5
+    assert tracker.adapt_steps == 50
     boxes, _ = tracker.track(info.images[:5], np.loadtxt(clip / "groundtruth_rect.txt", delimiter=",")[0])
     np.testing.assert_allclose(boxes, np.loadtxt(tmp_path / "clip.txt", delimiter=",")[:5], atol=0.02)
