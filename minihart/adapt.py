@@ -4,7 +4,7 @@ first frame alone, so that the model learns this target's look against this scen
 The first frame and its box are all a tracker is told about the target. Online trackers learn from
 them (correlation filters fit their filter to it; MDNet and ATOM train their last layers on crops of
 it); HART, trained offline, only reads them through its first glimpse and appearance vector
-(paper, eq. 5). Here the whole model takes ``steps`` Adam steps of the training loss (eq. 11, with
+(paper, eqs. 3 and 6). Here the whole model takes ``steps`` Adam steps of the training loss (eq. 9, with
 the recipe's lost frames left out of the box terms) on ``batch`` windows of ``length`` frames in
 which a virtual camera pans and zooms over the first frame: the target moves as it would in a
 video, with the scene around it that it will be tracked in. The model and its loss are the
