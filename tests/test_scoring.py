@@ -161,28 +161,21 @@ def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_
         tracker.init(np.zeros((45, 60, 3), np.uint8), [1, 2, 3])
     with pytest.raises(ValueError, match="images must be uint8"):
         tracker.init(np.zeros((45, 60, 3)), [1, 2, 3, 4])
-    # the size prior: the command's flag and the object's argument give the same boxes
-    assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video",
-                       "--size-prior", "0"]) == 0
-    capsys.readouterr()
-    own = np.loadtxt(out / "S0.txt", delimiter=",")
-    boxes, _ = track.HARTTracker(ckpt, device="cpu", size_prior=0.0).track(info.images, written[0])
-    np.testing.assert_allclose(boxes, own, atol=0.02)
-    assert np.abs(own - written).max() > 0.05  # with and without the prior differ
+    # the size prior and first-frame adaptation: the command's flag and the object's argument give
+    # the same boxes, which differ from the defaults' (the model's own size; the model as trained)
+    for flag, kwargs in (("--size-prior", dict(size_prior=0.0)), ("--adapt", dict(adapt_steps=0))):
+        assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video",
+                           flag, "0"]) == 0
+        capsys.readouterr()
+        got = np.loadtxt(out / "S0.txt", delimiter=",")
+        boxes, _ = track.HARTTracker(ckpt, device="cpu", **kwargs).track(info.images, written[0])
+        np.testing.assert_allclose(boxes, got, atol=0.02)
+        assert np.abs(got - written).max() > 0.05, flag
     with pytest.raises(ValueError, match=r"size prior must be in \[0, 1\]"):
         track.HARTTracker(ckpt, device="cpu", size_prior=-0.1)
     with pytest.raises(SystemExit):
         track.main(["--video", str(root / "S0"), "--size-prior", "2"])
     assert "argument --size-prior: must be at most 1.0, got 2" in capsys.readouterr().err
-    # first-frame adaptation: the command's flag and the object's argument give the same boxes,
-    # by default and with --adapt 0 (the model as trained), and the two differ
-    assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video",
-                       "--adapt", "0"]) == 0
-    capsys.readouterr()
-    plain = np.loadtxt(out / "S0.txt", delimiter=",")
-    boxes, _ = track.HARTTracker(ckpt, device="cpu", adapt_steps=0).track(info.images, written[0])
-    np.testing.assert_allclose(boxes, plain, atol=0.02)
-    assert np.abs(plain - written).max() > 0.05
     with pytest.raises(ValueError, match=r"adapt_steps must be a whole number >= 0, got -1"):
         track.HARTTracker(ckpt, device="cpu", adapt_steps=-1)
     with pytest.raises(SystemExit):
