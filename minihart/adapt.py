@@ -73,14 +73,19 @@ def still_windows(frame, box, rng, batch=8, length=ADAPT_LENGTH, **camera):
     return xp.ascontiguousarray(x.transpose(1, 2, 0, 3, 4)), xp.asarray(boxes), xp.asarray(presence)
 
 
+def check_steps(steps, where="adapt: steps"):
+    """``ValueError`` naming ``where`` unless ``steps`` is a whole number >= 0 (not a bool)."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"{where} must be a whole number >= 0, got {steps!r}")
+
+
 def adapt(params, cfg, frame, box, steps=ADAPT_STEPS, lr=ADAPT_LR, seed=0, batch=8, length=ADAPT_LENGTH, clip=0.3):
     """A copy of ``params`` trained for ``steps`` Adam steps (learning rate ``lr``, gradients
     clipped to a global norm ``clip``) on :func:`still_windows` of ``frame`` ``(C, H, W)`` float
     in ``[0, 1]`` at the model's frame size, from ``box`` ``[y, x, h, w]`` (pixels). Dropout and
     zoneout are on, as in training; ``seed`` draws the windows and the masks (on the host, for
     every device alike), so a tracker that adapts is deterministic. ``steps=0`` returns ``params`` unchanged."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"adapt: steps must be a whole number >= 0, got {steps!r}")
+    check_steps(steps)
     if not lr > 0:
         raise ValueError(f"adapt: lr must be > 0, got {lr!r}")
     if frame.ndim != 3 or frame.shape[0] != cfg.channels or tuple(frame.shape[1:]) != tuple(cfg.image_hw):

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from minihart.adapt import ADAPT_STEPS, adapt
+from minihart.adapt import ADAPT_STEPS, adapt, check_steps
 from minihart.backend import array_module, asnumpy, to_device
 from minihart.boxes import from_xywh, to_xywh, validate_boxes
 from minihart.checkpoint import load
@@ -113,8 +113,7 @@ class HARTTracker:
     def __init__(self, checkpoint=None, device="auto", name="minihart", size_prior=SIZE_PRIOR,
                  adapt_steps=ADAPT_STEPS):
         anchor_size(np.ones(4), np.ones(4), size_prior)  # a bad weight fails here, not at the first update
-        if isinstance(adapt_steps, bool) or not isinstance(adapt_steps, (int, np.integer)) or adapt_steps < 0:
-            raise ValueError(f"HARTTracker: adapt_steps must be a whole number >= 0, got {adapt_steps!r}")
+        check_steps(adapt_steps, "HARTTracker: adapt_steps")  # fails here, not at the first init
         self.name, self.is_deterministic, self.size_prior = name, True, size_prior
         self.adapt_steps = adapt_steps
         self.device = device
