@@ -23,6 +23,8 @@ from minihart.optim import Adam, clip_by_global_norm
 ADAPT_STEPS = 50
 ADAPT_LR = 1e-4
 ADAPT_LENGTH = 16
+# the first box of every window is imprecise, as in training (``--box-jitter 1.6`` of the ``real`` preset)
+ADAPT_JITTER = 1.6
 
 
 def camera_path(box, hw, rng, batch, length, shift=0.15, zoom=0.03, max_scale=1.25, damping=0.7):
@@ -62,13 +64,31 @@ def camera_path(box, hw, rng, batch, length, shift=0.15, zoom=0.03, max_scale=1.
     return rows, cols, boxes, presence
 
 
-def still_windows(frame, box, rng, batch=8, length=ADAPT_LENGTH, **camera):
+def jitter_first_boxes(boxes, rng, jitter, hw):
+    """``boxes (batch, length, 4)`` with each window's first box (where the tracker starts) made
+    imprecise as training makes it (``--box-jitter``): its height and width scaled by factors in
+    ``[1/jitter, jitter]``, its centre moved by up to ``(jitter - 1) / 4`` of its size, then kept
+    inside the ``hw`` frame. The later boxes, the targets, are untouched."""
+    boxes, size_max = boxes.copy(), np.array(hw, np.float64)
+    for b in range(len(boxes)):
+        first = boxes[b, 0].astype(np.float64)
+        size = np.minimum(first[2:] * np.exp(rng.uniform(-np.log(jitter), np.log(jitter), 2)), size_max)
+        centre = first[:2] + first[2:] / 2 + rng.uniform(-0.5, 0.5, 2) * (jitter - 1) * first[2:] / 2
+        centre = np.clip(centre, size / 2, size_max - size / 2)
+        boxes[b, 0] = np.concatenate([centre - size / 2, size])
+    return boxes
+
+
+def still_windows(frame, box, rng, batch=8, length=ADAPT_LENGTH, jitter=1.0, **camera):
     """Training windows made from one frame: ``frame`` ``(C, H, W)`` float (any device), ``box``
     ``[y, x, h, w]`` pixels. Returns ``frames (batch, length, C, H, W)`` on ``frame``'s device, and
     ``boxes (batch, length, 4)`` and ``presence (batch, length)`` there too (:func:`camera_path`,
-    whose keywords ``camera`` passes on)."""
+    whose keywords ``camera`` passes on); ``jitter > 1``: each window starts from an imprecise box
+    (:func:`jitter_first_boxes`)."""
     xp = get_array_module(frame)
     rows, cols, boxes, presence = camera_path(box, frame.shape[1:], rng, batch, length, **camera)
+    if jitter > 1:
+        boxes = jitter_first_boxes(boxes, rng, jitter, frame.shape[1:])
     x = frame[:, xp.asarray(rows)[..., :, None], xp.asarray(cols)[..., None, :]]  # (C, batch, length, H, W)
     return xp.ascontiguousarray(x.transpose(1, 2, 0, 3, 4)), xp.asarray(boxes), xp.asarray(presence)
 
@@ -79,15 +99,19 @@ def check_steps(steps, where="adapt: steps"):
         raise ValueError(f"{where} must be a whole number >= 0, got {steps!r}")
 
 
-def adapt(params, cfg, frame, box, steps=ADAPT_STEPS, lr=ADAPT_LR, seed=0, batch=8, length=ADAPT_LENGTH, clip=0.3):
+def adapt(params, cfg, frame, box, steps=ADAPT_STEPS, lr=ADAPT_LR, seed=0, batch=8, length=ADAPT_LENGTH, clip=0.3,
+          jitter=ADAPT_JITTER):
     """A copy of ``params`` trained for ``steps`` Adam steps (learning rate ``lr``, gradients
     clipped to a global norm ``clip``) on :func:`still_windows` of ``frame`` ``(C, H, W)`` float
-    in ``[0, 1]`` at the model's frame size, from ``box`` ``[y, x, h, w]`` (pixels). Dropout and
+    in ``[0, 1]`` at the model's frame size, from ``box`` ``[y, x, h, w]`` (pixels), each window
+    starting from an imprecise box (``jitter``, :func:`jitter_first_boxes`; 1: the box itself). Dropout and
     zoneout are on, as in training; ``seed`` draws the windows and the masks (on the host, for
     every device alike), so a tracker that adapts is deterministic. ``steps=0`` returns ``params`` unchanged."""
     check_steps(steps)
     if not lr > 0:
         raise ValueError(f"adapt: lr must be > 0, got {lr!r}")
+    if not jitter >= 1:
+        raise ValueError(f"adapt: jitter must be >= 1, got {jitter!r}")
     if frame.ndim != 3 or frame.shape[0] != cfg.channels or tuple(frame.shape[1:]) != tuple(cfg.image_hw):
         raise ValueError(f"adapt: frame must be (C={cfg.channels}, H, W={tuple(cfg.image_hw)}) for preset "
                          f"{cfg.name!r}, got {tuple(frame.shape)}")
@@ -98,7 +122,7 @@ def adapt(params, cfg, frame, box, steps=ADAPT_STEPS, lr=ADAPT_LR, seed=0, batch
     params = {k: v.copy() for k, v in params.items()}
     opt = Adam(lr=lr)
     for _ in range(steps):
-        frames, boxes, presence = still_windows(frame.astype(params["feat.W"].dtype), box, rng, batch, length)
+        frames, boxes, presence = still_windows(frame.astype(params["feat.W"].dtype), box, rng, batch, length, jitter)
         # drawn on the host and moved, so that a GPU adapts (and tracks) as the CPU does
         noise = [{k: xp.asarray(v) for k, v in step.items()} for step in sample_noise(cfg, rng, batch, length)]
         _, cache = forward_without_lost(params, cfg, frames, boxes, presence, noise, map_lost=True)

@@ -47,6 +47,26 @@ def test_the_box_of_every_window_frame_is_where_the_target_is():
     assert not np.allclose(other[1], boxes)
 
 
+def test_each_window_starts_from_an_imprecise_box_and_is_otherwise_unchanged():
+    """With ``jitter`` the first box of every window is scaled by at most ``jitter`` per side and its
+    centre moved by at most ``(jitter - 1) / 4`` of its size, inside the frame; the frames, the later
+    boxes (the targets) and presence are the windows without it, drawn from the same generator."""
+    frame, box = _target_frame()
+    plain = adapt.still_windows(frame, box, np.random.default_rng(3), batch=40, length=5)
+    jittered = adapt.still_windows(frame, box, np.random.default_rng(3), batch=40, length=5, jitter=1.6)
+    np.testing.assert_array_equal(jittered[0], plain[0])
+    np.testing.assert_array_equal(jittered[1][:, 1:], plain[1][:, 1:])
+    np.testing.assert_array_equal(jittered[2], plain[2])
+    first, truth = jittered[1][:, 0].astype(np.float64), plain[1][:, 0].astype(np.float64)
+    ratio = first[:, 2:] / truth[:, 2:]
+    assert (ratio > 1 / 1.6 - 1e-5).all() and (ratio < 1.6 + 1e-5).all()
+    assert np.abs(np.log(ratio)).max() > 0.3  # it does move them
+    assert (first[:, :2] >= -1e-4).all() and (first[:, :2] + first[:, 2:] <= np.array([48, 64]) + 1e-4).all()
+    inside = ((first[:, :2] > 1e-3) & (first[:, :2] + first[:, 2:] < np.array([48, 64]) - 1e-3)).all(1)  # not clamped
+    shift = np.abs(first[:, :2] + first[:, 2:] / 2 - truth[:, :2] - truth[:, 2:] / 2) / truth[:, 2:]
+    assert inside.sum() > 10 and (shift[inside] <= 0.6 / 4 + 1e-5).all() and shift[inside].max() > 0.05
+
+
 @pytest.fixture(scope="module")
 def small():
     cfg = preset("synthetic", channels=1, image_hw=(30, 40))
@@ -89,6 +109,7 @@ def test_adaptation_learns_the_first_frame_and_leaves_the_model_as_it_was(small)
     (dict(steps=True), r"steps must be a whole number >= 0, got True"),
     (dict(lr=0.0), r"lr must be > 0, got 0.0"),
     (dict(lr=float("nan")), r"lr must be > 0, got nan"),
+    (dict(jitter=0.5), r"jitter must be >= 1, got 0.5"),
 ])
 def test_bad_arguments_are_named(small, kwargs, message):
     params, cfg = small
