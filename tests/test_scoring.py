@@ -221,17 +221,19 @@ def test_evaluate_a_folder_whole_sequences(model, tmp_path, capsys):
 
 def test_box_conversion_round_trip_of_the_tracker_object(model, tmp_path):
     """HARTTracker scales boxes to the model's frame size and back: the first update of a
-    tracker on an image twice the size moves the box by twice the pixels."""
+    tracker on an image twice the size moves the box by twice the pixels. Without first-frame
+    adaptation: the larger image, downscaled (bilinear, with its filter), is a blurred copy of the
+    smaller one, and 50 training steps on each would amplify that difference."""
     params, cfg = model
     ckpt = str(tmp_path / "m.npz")
     save(ckpt, params, cfg)
     rng = np.random.default_rng(1)
     small = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     big = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)
-    t1, t2 = track.HARTTracker(ckpt, "cpu"), track.HARTTracker(ckpt, "cpu")
+    t1, t2 = track.HARTTracker(ckpt, "cpu", adapt_steps=0), track.HARTTracker(ckpt, "cpu", adapt_steps=0)
     t1.init(small, [8, 5, 12, 10])
     t2.init(big, [16, 10, 24, 20])
-    np.testing.assert_allclose(2 * t1.update(small), t2.update(big), atol=0.5)
+    np.testing.assert_allclose(2 * t1.update(small), t2.update(big), atol=0.05)
     assert from_xywh(np.array([1.0, 2, 3, 4])).tolist() == [2, 1, 4, 3]
     os.remove(ckpt)
 
