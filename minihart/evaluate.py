@@ -90,21 +90,23 @@ def evaluate(params, cfg, dataset, seq_len, batch_size=16, max_sequences=None, x
 
 
 def evaluate_sequences(params, cfg, dataset, xp=np, out_dir=None, label="minihart", static=False,
-                       gif_sequence=None, gif_frames=150, size_prior=None, adapt_steps=None):
+                       gif_sequence=None, gif_frames=150, size_prior=None, adapt_steps=None, draws=None):
     """Track every sequence of a SOT set whole (first box to last frame, each alone, timed) and
     score it as the benchmarks do. Returns :func:`minihart.scoring.score_dataset`'s dict. With
     ``out_dir``: the toolkit files (``results/``), ``sequences.csv``, ``results.json``,
     ``success_precision.png`` and ``tracking.gif`` (``gif_sequence``, default the first, at most
     ``gif_frames`` frames); files of sequences already scored are kept if a later one fails.
     ``size_prior``: the weight of the first box's size in the boxes (default ``scoring.SIZE_PRIOR``);
-    ``adapt_steps``: first-frame adaptation (default ``adapt.ADAPT_STEPS``; :mod:`minihart.adapt`)."""
-    from minihart.adapt import ADAPT_STEPS  # noqa: PLC0415
+    ``adapt_steps``, ``draws``: first-frame adaptation (defaults ``adapt.ADAPT_STEPS`` and ``ADAPT_DRAWS``;
+    :mod:`minihart.adapt`)."""
+    from minihart.adapt import ADAPT_DRAWS, ADAPT_STEPS  # noqa: PLC0415
     from minihart.scoring import SIZE_PRIOR, score_dataset, track_with_extras, write_toolkit_files  # noqa: PLC0415
     from minihart.viz import plot_success_precision  # noqa: PLC0415
     size_prior = SIZE_PRIOR if size_prior is None else size_prior
     adapt_steps = ADAPT_STEPS if adapt_steps is None else adapt_steps
+    draws = ADAPT_DRAWS if draws is None else draws
     r = score_dataset(params, cfg, dataset, xp, timed=True, static=static, size_prior=size_prior,
-                      adapt_steps=adapt_steps)
+                      adapt_steps=adapt_steps, draws=draws)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         for k, (name, boxes) in enumerate(r["boxes"].items()):
@@ -122,7 +124,8 @@ def evaluate_sequences(params, cfg, dataset, xp=np, out_dir=None, label="minihar
             start = int(np.flatnonzero(presence)[0])
             raw = dataset.videos[video][first + start:first + start + gif_frames]
             frames = to_float_frames(raw, cfg.channels)
-            pred, extras, _ = track_with_extras(params, cfg, frames, boxes[start], xp, size_prior, adapt_steps)
+            pred, extras, _ = track_with_extras(params, cfg, frames, boxes[start], xp, size_prior, adapt_steps,
+                                                draws)
             gif = [tracking_frame(frames[t], dict(truth=boxes[start + t] if presence[start + t] else None,
                                                   pred=pred[t], att=extras[t]["att"]),
                                   extras[t]["glimpse"], extras[t]["map"], scale=1)
@@ -170,6 +173,9 @@ def main(argv=None) -> int:
                    help="real footage: first-frame adaptation, the model trained this many steps on windows made "
                         "from each sequence's first frame before tracking it; default 50, 0: none (README, "
                         "'first-frame adaptation')")
+    p.add_argument("--draws", type=number(int, 1), default=None,
+                   help="real footage: copies of the model adapted from different seeds, each tracking on its "
+                        "own, the box their median; default 3 (README, 'first-frame adaptation')")
     p.add_argument("--label", default="minihart", help="the tracker's name in plots and results.json")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     p.add_argument("--out", help="output folder (default: RUNDIR/eval, or next to the checkpoint)")
@@ -191,7 +197,7 @@ def main(argv=None) -> int:
             root = args.folder or args.data_root or info.get("data_root") or "data/real-sot"
             dataset = sot.load(root, "val", cfg.image_hw, cfg.channels, augment=False)
             r = evaluate_sequences(params, cfg, dataset, xp, out, args.label, args.static, args.gif_sequence,
-                                   size_prior=args.size_prior, adapt_steps=args.adapt)
+                                   size_prior=args.size_prior, adapt_steps=args.adapt, draws=args.draws)
             print(sequence_table(r), end="")
             print(f"{len(r['per_sequence'])} whole sequences: average IoU {r['mean']['avg_iou']:.3f}, success AUC "
                   f"{r['mean']['auc']:.3f}, precision@20px {r['mean']['precision20']:.3f}"

@@ -20,12 +20,11 @@ import time
 
 import numpy as np
 
-from minihart.adapt import ADAPT_STEPS, adapt
+from minihart.adapt import ADAPT_DRAWS, ADAPT_STEPS, AdaptedTracker
 from minihart.backend import asnumpy
 from minihart.boxes import iou
 from minihart.data.batching import to_float_frames
 from minihart.model.hart import init_forward, step_forward
-from minihart.model.tracker import Tracker
 
 IOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PIXEL_THRESHOLDS = np.arange(51)
@@ -93,7 +92,7 @@ def mean_scores(per_sequence: dict) -> dict:
 
 
 def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size_prior=SIZE_PRIOR,
-                    adapt_steps=ADAPT_STEPS):
+                    adapt_steps=ADAPT_STEPS, draws=ADAPT_DRAWS):
     """Track whole sequences from their first boxes, in evaluation mode.
 
     Args:
@@ -102,14 +101,18 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size
       batch_size: sequences tracked together (longest first; a batch shrinks as its sequences
         end). Use 1 to time each sequence alone.
       size_prior: the weight of the first box's size in the reported boxes (:func:`anchor_size`).
-      adapt_steps: first-frame adaptation (:func:`minihart.adapt.adapt`): each sequence is tracked
-        alone (batch 1) by the model trained that many steps on its first frame; 0: none, the
-        sequences tracked ``batch_size`` at a time by the model as it is.
+      adapt_steps: first-frame adaptation: each sequence is tracked alone by ``draws`` copies of the
+        model trained that many steps on its first frame, the box their median
+        (:class:`minihart.adapt.AdaptedTracker`); 0: none, the sequences tracked ``batch_size`` at a
+        time by the model as it is.
     Returns: a list of boxes ``(N_i, 4)`` (frame 0: the given box) and a list of per-frame
     seconds ``(N_i,)`` (frame 0: the initialisation, adaptation included) of the batch step that
     made each box.
     """
-    batch_size = 1 if adapt_steps else batch_size
+    if adapt_steps:
+        out = [track_adapted(params, cfg, v, b, xp, size_prior, adapt_steps, draws)
+               for v, b in zip(videos, first_boxes)]
+        return [b for b, _ in out], [t for _, t in out]
     order = sorted(range(len(videos)), key=lambda i: -len(videos[i]))
     preds, times = [None] * len(videos), [None] * len(videos)
     dtype = params["feat.W"].dtype
@@ -126,16 +129,15 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size
         scale = xp.asarray([H, W, H, W], dtype)
         box0_np = np.stack([first_boxes[i] for i in idx]).astype(np.float32)
         box0 = xp.asarray(box0_np, dtype)
-        p = adapt(params, cfg, frame[0], box0_np[0], adapt_steps) if adapt_steps else params
-        (a, h, c), _ = init_forward(p, cfg, frame, box0)
-        out, _ = step_forward(p, cfg, frame, a, h, c, h)  # as in training: frame 0 seen again
+        (a, h, c), _ = init_forward(params, cfg, frame, box0)
+        out, _ = step_forward(params, cfg, frame, a, h, c, h)  # as in training: frame 0 seen again
         state = (out.a_next, out.h, out.c, out.h)
         boxes, secs = [asnumpy(box0)], [np.full(len(idx), time.perf_counter() - t0)]
         for t in range(1, lengths[0]):
             n = sum(L > t for L in lengths)  # lengths fall: the active sequences are a prefix
             t0 = time.perf_counter()
             state = tuple(v[:n] for v in state)
-            out, _ = step_forward(p, cfg, frames_at(t, n), *state)
+            out, _ = step_forward(params, cfg, frames_at(t, n), *state)
             state = (out.a_next, out.h, out.c, out.h)
             boxes.append(anchor_size(asnumpy(out.pred * scale[None]), box0_np[:n], size_prior))
             secs.append(np.full(n, time.perf_counter() - t0))
@@ -143,6 +145,32 @@ def track_sequences(params, cfg, videos, first_boxes, xp=np, batch_size=16, size
             preds[i] = np.stack([b[j] for b in boxes[:lengths[j]]]).astype(np.float32)
             times[i] = np.array([t[j] for t in secs[:lengths[j]]])
     return preds, times
+
+
+def track_adapted(params, cfg, frames, box, xp=np, size_prior=SIZE_PRIOR, adapt_steps=ADAPT_STEPS,
+                  draws=ADAPT_DRAWS, extras=None):
+    """One sequence through an :class:`minihart.adapt.AdaptedTracker`, from ``box`` ``[y, x, h, w]``:
+    ``frames`` uint8 ``(N, H, W[, 3])`` or float ``(N, C, H, W)`` in ``[0, 1]``, at the model's frame
+    size. Returns boxes ``(N, 4)`` (frame 0: ``box``) and per-frame seconds ``(N,)`` (frame 0:
+    adaptation and initialisation). ``extras``: a list that gets each frame's attention window,
+    glimpse and location map (the first copy's), for pictures."""
+    dtype = params["feat.W"].dtype
+
+    def frame_at(t):
+        f = xp.asarray(frames[t:t + 1])
+        return (to_float_frames(f, cfg.channels) if f.dtype == np.uint8 else f)[0].astype(dtype, copy=False)
+    t0 = time.perf_counter()
+    box = np.asarray(box, np.float32)
+    tr = AdaptedTracker(params, cfg, adapt_steps, draws).init(frame_at(0), box)
+    boxes, secs = [box], [time.perf_counter() - t0]
+    for t in range(len(frames)):
+        if t:
+            t0 = time.perf_counter()
+            boxes.append(anchor_size(tr.step(frame_at(t)), box, size_prior))
+            secs.append(time.perf_counter() - t0)
+        if extras is not None:
+            extras.append({k: asnumpy(v)[0] for k, v in tr.last.items()})
+    return np.stack(boxes).astype(np.float32), np.array(secs)
 
 
 def first_boxes(dataset):
@@ -172,11 +200,11 @@ def score_boxes(dataset, preds, starts=None):
 
 
 def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, static=False, size_prior=SIZE_PRIOR,
-                  adapt_steps=ADAPT_STEPS):
+                  adapt_steps=ADAPT_STEPS, draws=ADAPT_DRAWS):
     """Track every sequence of a :class:`minihart.data.sot.SOTSet` from its first visible box to
     its last frame and score it (:func:`score_boxes`). ``timed``: track each sequence alone
     (batch 1) and add its ``fps``; ``static``: the baseline that keeps the first box (no model);
-    ``size_prior``: :func:`anchor_size`; ``adapt_steps``: first-frame adaptation (:func:`track_sequences`).
+    ``size_prior``: :func:`anchor_size`; ``adapt_steps``, ``draws``: first-frame adaptation (:func:`track_sequences`).
     Returns a dict: ``per_sequence``, ``mean`` (:func:`mean_scores`), ``boxes`` (original pixels)
     and ``times`` (seconds per frame, per sequence; None for ``static``)."""
     starts, box0 = first_boxes(dataset)
@@ -186,7 +214,7 @@ def score_dataset(params, cfg, dataset, xp=np, batch_size=16, timed=False, stati
     else:
         videos = sequence_videos(dataset, starts)
         preds, times = track_sequences(params, cfg, videos, box0, xp, 1 if timed else batch_size, size_prior,
-                                       adapt_steps)
+                                       adapt_steps, draws)
     per_sequence, boxes = score_boxes(dataset, preds, starts)
     if timed and times is not None:
         for k, name in enumerate(per_sequence):
@@ -205,23 +233,15 @@ def mean_iou_by_prior(params, cfg, dataset, xp=np, priors=(0.0, SIZE_PRIOR)):
             ["avg_iou"] for w in priors]
 
 
-def track_with_extras(params, cfg, frames, box, xp=np, size_prior=SIZE_PRIOR, adapt_steps=ADAPT_STEPS):
+def track_with_extras(params, cfg, frames, box, xp=np, size_prior=SIZE_PRIOR, adapt_steps=ADAPT_STEPS,
+                      draws=ADAPT_DRAWS):
     """Boxes ``(N, 4)`` ``[y, x, h, w]`` for float frames ``(N, C, H, W)`` from the first box,
     with the attention window, glimpse and location map of every frame (for pictures), and the
     seconds each frame took (frame 0: the initialisation, adaptation included). ``size_prior``:
-    :func:`anchor_size`; ``adapt_steps``: first-frame adaptation (:func:`minihart.adapt.adapt`)."""
-    t0 = time.perf_counter()
-    first = xp.asarray(frames[0])
-    params = adapt(params, cfg, first, np.asarray(box, np.float32), adapt_steps) if adapt_steps else params
-    tr = Tracker(params, cfg).init(first, box)
-    boxes, times, extras = [np.asarray(box, np.float32)], [time.perf_counter() - t0], []
-    extras.append({k: asnumpy(v)[0] for k, v in tr.last.items()})
-    for f in frames[1:]:
-        t0 = time.perf_counter()
-        boxes.append(anchor_size(asnumpy(tr.step(xp.asarray(f))), box, size_prior))
-        times.append(time.perf_counter() - t0)
-        extras.append({k: asnumpy(v)[0] for k, v in tr.last.items()})
-    return np.stack(boxes), extras, np.array(times)
+    :func:`anchor_size`; ``adapt_steps``, ``draws``: first-frame adaptation (:func:`track_adapted`)."""
+    extras = []
+    boxes, times = track_adapted(params, cfg, frames, box, xp, size_prior, adapt_steps, draws, extras)
+    return boxes, extras, times
 
 
 def write_toolkit_files(folder, name, boxes, times=None):

@@ -24,14 +24,13 @@ import time
 
 import numpy as np
 
-from minihart.adapt import ADAPT_STEPS, adapt, check_steps
-from minihart.backend import array_module, asnumpy, to_device
+from minihart.adapt import ADAPT_DRAWS, ADAPT_STEPS, AdaptedTracker, check_draws, check_steps
+from minihart.backend import array_module, to_device
 from minihart.boxes import from_xywh, to_xywh, validate_boxes
 from minihart.checkpoint import load
 from minihart.cli import keep_freed_memory, number
 from minihart.data.batching import to_float_frames
 from minihart.data.otb import read_image
-from minihart.model import Tracker
 from minihart.scoring import SIZE_PRIOR, anchor_size, score_sequence, track_with_extras, write_toolkit_files
 from minihart.viz import tracking_frame, write_video
 
@@ -107,20 +106,22 @@ class HARTTracker:
     Images are resized to the frame size the model was trained at; boxes are in the images' own
     pixels, as the toolkits give and score them. ``size_prior``: the weight of the first box's
     size in every box (:func:`minihart.scoring.anchor_size`; 0 reports the model's own size).
-    ``adapt_steps``: first-frame adaptation at every ``init`` (:func:`minihart.adapt.adapt`; 0: none).
+    ``adapt_steps``: first-frame adaptation at every ``init`` (:func:`minihart.adapt.adapt`; 0: none),
+    of ``draws`` copies whose median box is reported (:class:`minihart.adapt.AdaptedTracker`).
     """
 
     def __init__(self, checkpoint=None, device="auto", name="minihart", size_prior=SIZE_PRIOR,
-                 adapt_steps=ADAPT_STEPS):
+                 adapt_steps=ADAPT_STEPS, draws=ADAPT_DRAWS):
         anchor_size(np.ones(4), np.ones(4), size_prior)  # a bad weight fails here, not at the first update
-        check_steps(adapt_steps, "HARTTracker: adapt_steps")  # fails here, not at the first init
+        check_steps(adapt_steps, "HARTTracker: adapt_steps")  # these fail here, not at the first init
+        check_draws(draws, "HARTTracker: draws")
         self.name, self.is_deterministic, self.size_prior = name, True, size_prior
-        self.adapt_steps = adapt_steps
+        self.adapt_steps, self.draws = adapt_steps, draws
         self.device = device
         self.xp = array_module(device)
         params, self.cfg, _ = load(checkpoint or default_checkpoint())
         self.params = to_device(params, device)
-        self.tracker = Tracker(self.params, self.cfg)
+        self.tracker = None
 
     def _frame(self, image):
         arr = np.asarray(image)
@@ -139,13 +140,14 @@ class HARTTracker:
         frame = self._frame(image)
         yxhw = from_xywh(xywh) * self.scale
         validate_boxes(yxhw[None], "HARTTracker.init box", self.cfg.image_hw)
-        self.tracker = Tracker(adapt(self.params, self.cfg, frame, yxhw, self.adapt_steps), self.cfg)
-        self.tracker.init(frame, yxhw)
+        self.tracker = AdaptedTracker(self.params, self.cfg, self.adapt_steps, self.draws).init(frame, yxhw)
         self.box0 = yxhw
 
     def update(self, image):
         """The box ``x, y, w, h`` of the object in the next image."""
-        box = anchor_size(asnumpy(self.tracker.step(self._frame(image))), self.box0, self.size_prior)
+        if self.tracker is None:
+            raise RuntimeError("HARTTracker.update called before HARTTracker.init(image, box)")
+        box = anchor_size(self.tracker.step(self._frame(image)), self.box0, self.size_prior)
         return to_xywh(box / self.scale).astype(np.float64)
 
     def track(self, img_files, box, visualize=False):
@@ -182,6 +184,9 @@ def main(argv=None) -> int:
     p.add_argument("--adapt", type=number(int, 0), default=ADAPT_STEPS, metavar="STEPS",
                    help="first-frame adaptation: train the model this many steps on windows made from the first "
                         "frame before tracking (default %(default)s; 0: none; README, 'first-frame adaptation')")
+    p.add_argument("--draws", type=number(int, 1), default=ADAPT_DRAWS,
+                   help="copies of the model adapted from different seeds, each tracking on its own; the box is "
+                        "their median (default %(default)s; README, 'first-frame adaptation')")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run")
     args = p.parse_args(argv)
     keep_freed_memory()
@@ -207,7 +212,8 @@ def main(argv=None) -> int:
         scale = np.array([cfg.image_hw[0] / H0, cfg.image_hw[1] / W0] * 2, np.float32)
         frames = to_float_frames(resize_frames(raw, cfg.image_hw), cfg.channels)
         params = to_device(params, args.device)
-        preds, extras, times = track_with_extras(params, cfg, frames, box * scale, xp, args.size_prior, args.adapt)
+        preds, extras, times = track_with_extras(params, cfg, frames, box * scale, xp, args.size_prior, args.adapt,
+                                                  args.draws)
         boxes = preds / scale
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -128,13 +128,14 @@ def test_a_frame_of_the_wrong_size_is_named(small):
 
 def test_tracking_with_adaptation_tracks_with_the_adapted_model(small):
     """track_sequences with adapt_steps tracks each sequence with the model adapted to its own first
-    frame: the boxes of the Tracker-based track_with_extras, and of tracking with adapt()'s
-    parameters and no adaptation; the first frame's seconds include the adaptation."""
+    frame (one copy, ``draws=1``): the boxes of track_with_extras, and of tracking with adapt()'s
+    parameters and no adaptation."""
     params, cfg = small
     rng = np.random.default_rng(0)
     videos = [rng.integers(0, 256, (n, 30, 40), dtype=np.uint8) for n in (6, 4)]
     box0 = np.array([[5, 6, 10, 12], [8, 4, 9, 9]], np.float32)
-    adapted, times = scoring.track_sequences(params, cfg, videos, box0, batch_size=2, size_prior=0.0, adapt_steps=3)
+    adapted, times = scoring.track_sequences(params, cfg, videos, box0, batch_size=2, size_prior=0.0, adapt_steps=3,
+                                             draws=1)
     plain, _ = scoring.track_sequences(params, cfg, videos, box0, batch_size=2, size_prior=0.0, adapt_steps=0)
     assert [len(p) for p in adapted] == [6, 4] and [len(t) for t in times] == [6, 4]
     for k, video in enumerate(videos):
@@ -142,6 +143,51 @@ def test_tracking_with_adaptation_tracks_with_the_adapted_model(small):
         tuned = adapt.adapt(params, cfg, frames[0], box0[k], steps=3)
         by_hand, _ = scoring.track_sequences(tuned, cfg, [video], box0[k:k + 1], size_prior=0.0, adapt_steps=0)
         np.testing.assert_allclose(adapted[k], by_hand[0], atol=1e-4)
-        boxes, _, _ = scoring.track_with_extras(params, cfg, frames, box0[k], size_prior=0.0, adapt_steps=3)
+        boxes, _, _ = scoring.track_with_extras(params, cfg, frames, box0[k], size_prior=0.0, adapt_steps=3, draws=1)
         np.testing.assert_allclose(boxes, adapted[k], atol=1e-4)
         assert not np.allclose(adapted[k][1:], plain[k][1:], atol=1e-4)
+
+
+def test_the_median_box_is_taken_of_centres_and_log_sides():
+    boxes = np.array([[0, 0, 2, 2], [1, 1, 8, 8], [10, 10, 4, 4]], np.float64)  # centres 1, 5 and 12
+    np.testing.assert_allclose(adapt.median_box(boxes), [3, 3, 4, 4])
+    # two boxes: centres 0.5 and 50 give 25.25; the sides their geometric mean (10, not 50.5)
+    np.testing.assert_allclose(adapt.median_box([[0, 0, 1, 1], [0, 0, 100, 100]]), [20.25, 20.25, 10, 10])
+    # each frame of (D, N, 4) alone
+    many = np.random.default_rng(0).uniform(1, 9, (5, 7, 4))
+    np.testing.assert_allclose(adapt.median_box(many)[3], adapt.median_box(many[:, 3]))
+
+
+def test_copies_adapted_from_their_own_seeds_report_their_median_box(small):
+    """track_sequences with ``draws=3`` reports, frame by frame, the median box of three trackers each
+    adapted with its own seed (0, 1, 2) and tracking on its own; the copies differ; with
+    ``adapt_steps=0`` there is one copy, the model as it is, whatever ``draws``."""
+    params, cfg = small
+    rng = np.random.default_rng(1)
+    video = rng.integers(0, 256, (7, 30, 40), dtype=np.uint8)
+    box0 = np.array([[6, 8, 10, 12]], np.float32)
+    frames = to_float_frames(video, 1)
+    got, times = scoring.track_sequences(params, cfg, [video], box0, size_prior=0.0, adapt_steps=3, draws=3)
+    copies = [scoring.track_sequences(adapt.adapt(params, cfg, frames[0], box0[0], steps=3, seed=d), cfg, [video],
+                                      box0, size_prior=0.0, adapt_steps=0)[0][0] for d in range(3)]
+    np.testing.assert_allclose(got[0], adapt.median_box(np.stack(copies)), atol=1e-4)
+    assert len(times[0]) == 7
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert np.abs(copies[a][1:] - copies[b][1:]).max() > 1e-3
+    plain, _ = scoring.track_sequences(params, cfg, [video], box0, size_prior=0.0, adapt_steps=0)
+    none, _ = scoring.track_sequences(params, cfg, [video], box0, size_prior=0.0, adapt_steps=0, draws=3)
+    np.testing.assert_allclose(none[0], plain[0], atol=1e-5)
+    assert len(adapt.AdaptedTracker(params, cfg, steps=0, draws=3).init(frames[0], box0[0]).copies) == 1
+
+
+@pytest.mark.parametrize("draws", [0, 1.5, True])
+def test_bad_draws_are_named(small, draws):
+    params, cfg = small
+    with pytest.raises(ValueError, match=rf"adapt: draws must be a whole number >= 1, got {draws!r}"):
+        adapt.AdaptedTracker(params, cfg, draws=draws)
+
+
+def test_stepping_before_init_is_named(small):
+    params, cfg = small
+    with pytest.raises(RuntimeError, match=r"AdaptedTracker.step called before AdaptedTracker.init"):
+        adapt.AdaptedTracker(params, cfg).step(np.zeros((1, 30, 40), np.float32))

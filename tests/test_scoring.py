@@ -162,10 +162,11 @@ def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_
     with pytest.raises(ValueError, match="images must be uint8"):
         tracker.init(np.zeros((45, 60, 3)), [1, 2, 3, 4])
     # the size prior and first-frame adaptation: the command's flag and the object's argument give
-    # the same boxes, which differ from the defaults' (the model's own size; the model as trained)
-    for flag, kwargs in (("--size-prior", dict(size_prior=0.0)), ("--adapt", dict(adapt_steps=0))):
+    # the same boxes, which differ from the defaults' (the model's own size; the model as trained; one copy)
+    for flag, value, kwargs in (("--size-prior", "0", dict(size_prior=0.0)), ("--adapt", "0", dict(adapt_steps=0)),
+                                ("--draws", "1", dict(draws=1))):
         assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video",
-                           flag, "0"]) == 0
+                           flag, value]) == 0
         capsys.readouterr()
         got = np.loadtxt(out / "S0.txt", delimiter=",")
         boxes, _ = track.HARTTracker(ckpt, device="cpu", **kwargs).track(info.images, written[0])
@@ -181,6 +182,13 @@ def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_
     with pytest.raises(SystemExit):
         track.main(["--video", str(root / "S0"), "--adapt", "-1"])
     assert "argument --adapt: must be at least 0, got -1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"draws must be a whole number >= 1, got 0"):
+        track.HARTTracker(ckpt, device="cpu", draws=0)
+    with pytest.raises(SystemExit):
+        track.main(["--video", str(root / "S0"), "--draws", "0"])
+    assert "argument --draws: must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match=r"update called before HARTTracker.init"):
+        track.HARTTracker(ckpt, device="cpu").update(np.zeros((45, 60, 3), np.uint8))
 
 
 def test_evaluate_a_folder_whole_sequences(model, tmp_path, capsys):
@@ -242,9 +250,9 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     """``track`` without --checkpoint uses minihart/weights/real.npz; on notebook 10's real clip
     (60 frames of a validation sequence, where the walker crosses the frame) it must beat the
     static first box (0.415 average IoU, precision@20px 0.68) and stay on the target (the shipped
-    checkpoint, adapted to the first frame, with the size prior: 0.731 and 1.0; not adapted, 0.633
-    and 1.0), and the got10k-style object must load the same checkpoint, trained at the `real`
-    preset's frame size, and adapt it as the command does."""
+    checkpoint, three copies adapted to the first frame, with the size prior: 0.748 and 1.0; one
+    copy, 0.734 and 1.0; not adapted, 0.633 and 1.0), and the got10k-style object must load the same
+    checkpoint, trained at the `real` preset's frame size, and adapt it as the command does."""
     import json
     from pathlib import Path
     clip = Path(__file__).resolve().parents[1] / "tutorials" / "data" / "clip"
@@ -259,6 +267,6 @@ def test_the_shipped_checkpoint_tracks_the_real_clip_by_default(tmp_path, capsys
     tracker = track.HARTTracker(device="cpu")
     assert tracker.cfg.name == "real" and tracker.cfg.box_from_object and not tracker.cfg.glimpse_grad
     assert tracker.cfg.image_hw == (120, 160) and tracker.cfg.scale_loss == 0.3 and tracker.size_prior == 0.5
-    assert tracker.adapt_steps == 50
+    assert tracker.adapt_steps == 50 and tracker.draws == 3
     boxes, _ = tracker.track(info.images[:5], np.loadtxt(clip / "groundtruth_rect.txt", delimiter=",")[0])
     np.testing.assert_allclose(boxes, np.loadtxt(tmp_path / "clip.txt", delimiter=",")[:5], atol=0.02)
