@@ -174,6 +174,7 @@ def test_copies_adapted_from_their_own_seeds_report_their_median_box(small):
     assert len(times[0]) == 7
     for a, b in ((0, 1), (0, 2), (1, 2)):
         assert np.abs(copies[a][1:] - copies[b][1:]).max() > 1e-3
+    assert all(np.abs(got[0] - c).max() > 1e-4 for c in copies)  # not any one copy's boxes
     plain, _ = scoring.track_sequences(params, cfg, [video], box0, size_prior=0.0, adapt_steps=0)
     none, _ = scoring.track_sequences(params, cfg, [video], box0, size_prior=0.0, adapt_steps=0, draws=3)
     np.testing.assert_allclose(none[0], plain[0], atol=1e-5)
