@@ -567,6 +567,31 @@ def test_training_reads_the_sot_dataset(tmp_path):
     assert run["photo"] == 0.3 and run["occlude"] == 0.5
 
 
+@pytest.mark.parametrize("flags, occlude", [([], 0.3), (["--occlude", "0"], 0.0)])
+def test_the_recipe_occludes_30_percent_of_the_windows_unless_told_otherwise(tmp_path, monkeypatch, flags, occlude):
+    """Since the thirty-seventh round the sot recipe lays an occluder into 30% of the windows
+    (``--occlude 0.3``); ``--occlude 0`` trains as before it. The run keeps the value and its
+    training set is built with it."""
+    from minihart import runs, train
+    root = tmp_path / "set"
+    for split, names in (("train", ["A"]), ("val", ["C"])):
+        for name in names:
+            otb_seq(root / split / name, LINES * 2, hw=(45, 60))
+    built = []
+    real = runs.open_dataset
+
+    def recording(*a, **k):
+        built.append(k.get("occlude"))
+        return real(*a, **k)
+    monkeypatch.setattr(train, "open_dataset", recording)
+    out = tmp_path / "run"
+    assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "2",
+                       "--eval-every", "2", "--batch-size", "2", "--no-final-eval", "--quiet", "--out", str(out),
+                       "--max-len", "5"] + flags) == 0
+    assert json.loads((out / "config.json").read_text())["run"]["occlude"] == occlude
+    assert occlude in built
+
+
 def test_zoom_drift_with_stretch_is_refused_before_a_run_is_made(tmp_path, capsys):
     from minihart import train
     out = tmp_path / "run"
