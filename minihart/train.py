@@ -295,7 +295,7 @@ def train(args=None, **options) -> str:
         run.setdefault("kick", 0.0)
         run.setdefault("mask_lost", False)
         run.setdefault("map_lost", False)
-        run.setdefault("occlude", 0.0)  # and before the occluders
+        run.setdefault("occlude", 0.0)  # and before the occluders joined the sot recipe
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         for flag in ("dataset", "difficulty") + RUN_FLAGS:  # silently ignoring them would surprise
