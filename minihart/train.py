@@ -45,7 +45,7 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     # real footage (README "Real footage"): the recipe that won on the mini-set's val/ split
     "sot": dict(preset="real", optimizer="adam", lr=3e-4, batch_size=8, minutes=30.0, epoch_steps=50,
                 threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6, lr_decay="cosine",
-                ema=0.999, kick=0.5, mask_lost=True, map_lost=True, occlude=0.3),
+                ema=0.999, kick=0.5, mask_lost=True, map_lost=True, occlude=0.3, zoom_drift=2.0),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, zoom_drift=1.0, occlude=0.0,
@@ -158,7 +158,9 @@ def _new_run(opts):
         other = "--init-from" if run["init_from"] else "--alexnet"
         raise TrainingError(f"--v1-init kmeans sets V1 afresh: not with {other}")
     if run["zoom_drift"] > 1 and run["stretch"] > 1:
-        raise TrainingError("--zoom-drift and --stretch: one at a time (the drifting zoom keeps the aspect ratio)")
+        raise TrainingError(f"--zoom-drift and --stretch: one at a time (the drifting zoom keeps the aspect ratio); "
+                            f"the sot recipe's zoom drifts by default (--zoom-drift {run['zoom_drift']:g}): "
+                            f"--zoom-drift 1 turns it off")
     run["dcfnet"] = opts["dcfnet"]
     if run["dcfnet"] and (run["init_from"] or opts["alexnet"] or run["v1_init"] == "kmeans"):
         other = "--init-from" if run["init_from"] else "--alexnet" if opts["alexnet"] else "--v1-init kmeans"
@@ -296,6 +298,7 @@ def train(args=None, **options) -> str:
         run.setdefault("mask_lost", False)
         run.setdefault("map_lost", False)
         run.setdefault("occlude", 0.0)  # and before the occluders joined the sot recipe
+        run.setdefault("zoom_drift", 1.0)  # or before the zoom drifted
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         for flag in ("dataset", "difficulty") + RUN_FLAGS:  # silently ignoring them would surprise
@@ -560,7 +563,7 @@ def build_parser():
                         "exp(S) either way and a drifting brightness (default 0: off)")
     p.add_argument("--zoom-drift", type=number(float, 1),
                    help="sot: the zoom changes along a training window by up to D times per 50 frames, growing or "
-                        "shrinking the target (default 1: off; not with --stretch)")
+                        "shrinking the target (default 2, the recipe's; 1: off; not with --stretch)")
     p.add_argument("--occlude", type=number(float, 0, 1),
                    help="sot: the probability that an occluder, a piece of a training scene, crosses in front of a "
                         "training window's target once; frames where it hides 70%% of the target count as the "

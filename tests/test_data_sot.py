@@ -557,21 +557,24 @@ def test_training_reads_the_sot_dataset(tmp_path):
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
                        "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--photo", "0.3",
-                       "--occlude", "0.5", "--no-final-eval", "--quiet", "--out", str(out), "--max-len", "5"]) == 0
+                       "--occlude", "0.5", "--zoom-drift", "1", "--no-final-eval", "--quiet", "--out", str(out),
+                       "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     rows = list(csv.DictReader(open(out / "metrics.csv")))  # both selections: own boxes and the size prior
     assert all(0 <= float(r["test_iou_prior"]) <= 1 for r in rows) and (out / "best-prior.npz").is_file()
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
     assert run["mix"] == 0.5 and run["distract"] == 0.5 and run["patches"] == 0.5 and run["stretch"] == 1.4
-    assert run["photo"] == 0.3 and run["occlude"] == 0.5
+    assert run["photo"] == 0.3 and run["occlude"] == 0.5 and run["zoom_drift"] == 1.0
 
 
-@pytest.mark.parametrize("flags, occlude", [([], 0.3), (["--occlude", "0"], 0.0)])
-def test_the_recipe_occludes_30_percent_of_the_windows_unless_told_otherwise(tmp_path, monkeypatch, flags, occlude):
+@pytest.mark.parametrize("flags, occlude, drift", [([], 0.3, 2.0), (["--occlude", "0"], 0.0, 2.0),
+                                                   (["--zoom-drift", "1"], 0.3, 1.0)])
+def test_the_recipe_occludes_and_drifts_the_zoom_unless_told_otherwise(tmp_path, monkeypatch, flags, occlude, drift):
     """Since the thirty-seventh round the sot recipe lays an occluder into 30% of the windows
-    (``--occlude 0.3``); ``--occlude 0`` trains as before it. The run keeps the value and its
-    training set is built with it."""
+    (``--occlude 0.3``), since the thirty-eighth its zoom drifts up to 2 times per 50 frames
+    (``--zoom-drift 2``); ``--occlude 0`` and ``--zoom-drift 1`` train as before them. The run keeps
+    the values and its training set is built with them."""
     from minihart import runs, train
     root = tmp_path / "set"
     for split, names in (("train", ["A"]), ("val", ["C"])):
@@ -581,23 +584,29 @@ def test_the_recipe_occludes_30_percent_of_the_windows_unless_told_otherwise(tmp
     real = runs.open_dataset
 
     def recording(*a, **k):
-        built.append(k.get("occlude"))
+        built.append((k.get("occlude"), k.get("zoom_drift")))
         return real(*a, **k)
     monkeypatch.setattr(train, "open_dataset", recording)
     out = tmp_path / "run"
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "2",
                        "--eval-every", "2", "--batch-size", "2", "--no-final-eval", "--quiet", "--out", str(out),
                        "--max-len", "5"] + flags) == 0
-    assert json.loads((out / "config.json").read_text())["run"]["occlude"] == occlude
-    assert built[0] == occlude  # the training set (the held-out one has no augmentation)
+    run = json.loads((out / "config.json").read_text())["run"]
+    assert (run["occlude"], run["zoom_drift"]) == (occlude, drift)
+    assert built[0] == (occlude, drift)  # the training set (the held-out one has no augmentation)
 
 
-def test_zoom_drift_with_stretch_is_refused_before_a_run_is_made(tmp_path, capsys):
+@pytest.mark.parametrize("drift", [["--zoom-drift", "1.5"], []])
+def test_zoom_drift_with_stretch_is_refused_before_a_run_is_made(tmp_path, capsys, drift):
+    """Given or the recipe's default, the drifting zoom and --stretch are refused together, and the
+    error says how to turn the drift off."""
     from minihart import train
     out = tmp_path / "run"
-    assert train.main(["--dataset", "sot", "--data-root", str(tmp_path / "none"), "--zoom-drift", "2", "--stretch",
-                       "1.5", "--steps", "1", "--quiet", "--out", str(out)]) == 2
-    assert "--zoom-drift and --stretch: one at a time" in capsys.readouterr().err and not out.exists()
+    assert train.main(["--dataset", "sot", "--data-root", str(tmp_path / "none"), "--stretch", "1.5", "--steps", "1",
+                       "--quiet", "--out", str(out)] + drift) == 2
+    err = capsys.readouterr().err
+    assert "--zoom-drift and --stretch: one at a time" in err and "--zoom-drift 1 turns it off" in err
+    assert f"(--zoom-drift {drift[1] if drift else 2})" in err and not out.exists()
 
 
 @pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"], ["--stretch", "1.5"],
