@@ -159,8 +159,8 @@ def _new_run(opts):
         raise TrainingError(f"--v1-init kmeans sets V1 afresh: not with {other}")
     if run["zoom_drift"] > 1 and run["stretch"] > 1:
         raise TrainingError(f"--zoom-drift and --stretch: one at a time (the drifting zoom keeps the aspect ratio); "
-                            f"the sot recipe's zoom drifts by default (--zoom-drift {run['zoom_drift']:g}): "
-                            f"--zoom-drift 1 turns it off")
+                            f"this run's zoom drifts (--zoom-drift {run['zoom_drift']:g}; the sot recipe's default is "
+                            f"{DEFAULTS['sot']['zoom_drift']:g}): --zoom-drift 1 turns it off")
     run["dcfnet"] = opts["dcfnet"]
     if run["dcfnet"] and (run["init_from"] or opts["alexnet"] or run["v1_init"] == "kmeans"):
         other = "--init-from" if run["init_from"] else "--alexnet" if opts["alexnet"] else "--v1-init kmeans"

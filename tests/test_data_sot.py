@@ -606,7 +606,7 @@ def test_zoom_drift_with_stretch_is_refused_before_a_run_is_made(tmp_path, capsy
                        "--quiet", "--out", str(out)] + drift) == 2
     err = capsys.readouterr().err
     assert "--zoom-drift and --stretch: one at a time" in err and "--zoom-drift 1 turns it off" in err
-    assert f"(--zoom-drift {drift[1] if drift else 2})" in err and not out.exists()
+    assert f"(--zoom-drift {drift[1] if drift else 2}; the sot recipe's default is 2)" in err and not out.exists()
 
 
 @pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"], ["--stretch", "1.5"],
