@@ -49,23 +49,23 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, zoom_drift=1.0, occlude=0.0,
-                       lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1, run_in=0.0, mask_lost=False, map_lost=False,
-                       v1_init="random", freeze_v1=False)
+                       stills=0.0, lr_decay="none", ema=0.0, kick=0.0, kick_prob=0.1, run_in=0.0, mask_lost=False,
+                       map_lost=False, v1_init="random", freeze_v1=False)
 # the settings a run is made with: a resumed run keeps them (data_root may change: data can move)
 RUN_FLAGS = ("preset", "channels", "frame_size", "model", "init_from", "optimizer", "lr", "batch_size", "epoch_steps",
              "threshold", "min_epochs", "start_len", "max_len", "eval_every", "clip", "seed", "eval_sequences",
              "max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo", "zoom_drift",
-             "occlude", "lr_decay", "ema", "kick", "kick_prob", "run_in", "mask_lost", "map_lost", "v1_init",
-             "freeze_v1")
+             "occlude", "stills", "lr_decay", "ema", "kick", "kick_prob", "run_in", "mask_lost", "map_lost",
+             "v1_init", "freeze_v1")
 # sot augmentation
 SOT_FLAGS = ("max_stride", "max_zoom", "box_jitter", "mix", "distract", "patches", "stretch", "photo",
-             "zoom_drift", "occlude")
+             "zoom_drift", "occlude", "stills")
 OPTIONS = dict(dataset=None, preset=None, channels=None, frame_size=None, model=None, init_from=None, device="auto",
                steps=None, minutes=None, batch_size=None, lr=None, optimizer=None, clip=None, seed=None,
                out=None, resume=None, data_root=None, difficulty=None, alexnet=None, dcfnet=None, eval_every=None,
                eval_sequences=None, epoch_steps=None, threshold=None, min_epochs=None, start_len=None,
                max_len=None, max_stride=None, max_zoom=None, box_jitter=None, mix=None, distract=None, patches=None,
-               stretch=None, photo=None, zoom_drift=None, occlude=None,
+               stretch=None, photo=None, zoom_drift=None, occlude=None, stills=None,
                lr_decay=None, ema=None, kick=None, kick_prob=None, run_in=None, mask_lost=None, map_lost=None,
                v1_init=None, freeze_v1=None, skip_nonfinite=False,
                quiet=False)
@@ -568,6 +568,9 @@ def build_parser():
                    help="sot: the probability that an occluder, a piece of a training scene, crosses in front of a "
                         "training window's target once; frames where it hides 70%% of the target count as the "
                         "target not visible (default 0.3, the recipe's; 0: off)")
+    p.add_argument("--stills", type=number(float, 0, 1),
+                   help="sot: the probability that a training window is made from one frame of its sequence, a "
+                        "virtual camera panning and zooming over it as in first-frame adaptation (default 0: off)")
     p.add_argument("--v1-init", choices=["random", "kmeans"],
                    help="V1's convolutions at the start: He-normal (default), or k-means filters of whitened "
                         "patches of the training glimpses, layer by layer (no labels; a few seconds)")

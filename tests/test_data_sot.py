@@ -379,7 +379,7 @@ def test_scene_mixing_lays_the_target_over_another_sequence():
         ds = _two_scenes(mix)
         mixed = sum(bool((ds.augmented_window(int(rng.choice(mine)), 8, rng)[0] == 100).any()) for _ in range(100))
         assert lo <= mixed <= hi, (mix, mixed)
-    with pytest.raises(ValueError, match="mix, distract, patches and occlude are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract, patches, occlude and stills are probabilities"):
         _two_scenes(1.5)
 
 
@@ -433,7 +433,7 @@ def test_a_look_alike_is_laid_in_beside_the_target():
             f = ds.augmented_window(int(rng.choice(windows)), 8, rng)[0]
             hits += bool(((f != 0) & (f != 255)).any())
         assert lo <= hits <= hi, (p, hits)
-    with pytest.raises(ValueError, match="mix, distract, patches and occlude are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract, patches, occlude and stills are probabilities"):
         _look_alike_scenes(-0.1)
 
 
@@ -491,7 +491,7 @@ def test_a_random_patch_replaces_the_target():
             inside = f[1, int(np.ceil(y + 1)):int(y + h - 1), int(np.ceil(x + 1)):int(x + w - 1)]
             hits += not (inside == 255).all()
         assert lo <= hits <= hi, (p, hits)
-    with pytest.raises(ValueError, match="mix, distract, patches and occlude are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract, patches, occlude and stills are probabilities"):
         _patch_scenes(1.5)
 
 
@@ -543,8 +543,57 @@ def test_an_occluder_crosses_the_target_once():
         ds = _occluder_scenes(q)[0]
         hits = sum(bool((ds.augmented_window(int(rng.choice(windows)), 12, rng)[0] == 100).any()) for _ in range(100))
         assert lo <= hits <= hi, (q, hits)
-    with pytest.raises(ValueError, match="mix, distract, patches and occlude are probabilities"):
+    with pytest.raises(ValueError, match="mix, distract, patches, occlude and stills are probabilities"):
         _occluder_scenes(1.5)
+
+
+def _still_scenes(stills, n=20, hw=(96, 128), box_jitter=1.0):
+    """One track: frame i is grey 10 + i with a white 8x8 square drifting right, so every pixel of a
+    window tells which stored frame it came from, and the square where the target is."""
+    a = np.zeros((n, *hw, 3), np.uint8)
+    boxes = np.array([[44, 40 + 2 * i, 8, 8] for i in range(n)], np.float32)
+    for i, (y, x, h, w) in enumerate(boxes.astype(int)):
+        a[i] = 10 + i
+        a[i, y:y + h, x:x + w] = 255
+    tracks = [(0, 0, boxes, np.ones(n, np.float32))]
+    return sot.SOTSet("sot", [a], tracks, 3, [], [], augment=True, box_jitter=box_jitter, stills=stills)
+
+
+def test_a_still_window_pans_over_one_frame_of_its_window():
+    """--stills: the window's frames all come from one stored frame of the window's own span, the
+    camera moves (the target's box moves across the window), and every box with presence 1 has the
+    target (the white square) at its centre; the first box alone is jittered. --stills 0 makes no
+    still window, --stills 1 only still ones, and a probability outside [0, 1] is refused."""
+    rng = np.random.default_rng(0)
+    ds = _still_scenes(1.0)
+    moved = 0
+    for _ in range(40):
+        i = int(rng.integers(len(ds.windows(12))))
+        _, s, L = ds.windows(12)[i]
+        frames, b, p = ds.augmented_window(i, 12, rng)
+        background = frames[(frames != 255).any(-1)][:, 0]
+        assert len(np.unique(background)) == 1, np.unique(background)  # one stored frame
+        assert s <= int(background[0]) - 10 < s + L  # of the window's span
+        assert len(frames) == len(b) == len(p) == L and p[0] == 1
+        for t in np.flatnonzero(p):
+            cy, cx = (b[t, :2] + b[t, 2:] / 2).astype(int)
+            assert (frames[t, cy, cx] == 255).all(), (t, b[t])
+        moved += np.abs(b[-1, :2] - b[0, :2]).max() > 1
+    assert moved >= 30, moved  # the camera pans
+    plain, jittered = _still_scenes(1.0), _still_scenes(1.0, box_jitter=1.6)
+    for seed in range(10):  # the same draws but for the jitter's: later boxes equal, the first one not
+        a = plain.still_window(0, 12, np.random.default_rng(seed))[1]
+        b = jittered.still_window(0, 12, np.random.default_rng(seed))[1]
+        assert np.array_equal(a[1:], b[1:]) and not np.allclose(a[0], b[0])
+    for q, lo, hi in ((0.0, 0, 0), (0.5, 30, 70), (1.0, 100, 100)):
+        ds = _still_scenes(q)
+        still = 0
+        for _ in range(100):
+            frames = ds.augmented_window(int(rng.integers(len(ds.windows(12)))), 12, rng)[0]
+            still += len(np.unique(frames[(frames != 255).any(-1)][:, 0])) == 1
+        assert lo <= still <= hi, (q, still)
+    with pytest.raises(ValueError, match="mix, distract, patches, occlude and stills are probabilities"):
+        _still_scenes(1.5)
 
 
 def test_training_reads_the_sot_dataset(tmp_path):
@@ -557,15 +606,15 @@ def test_training_reads_the_sot_dataset(tmp_path):
     assert train.main(["--dataset", "sot", "--data-root", str(root), "--preset", "synthetic", "--steps", "4",
                        "--eval-every", "2", "--batch-size", "2", "--box-jitter", "1.5", "--mix", "0.5",
                        "--distract", "0.5", "--patches", "0.5", "--stretch", "1.4", "--photo", "0.3",
-                       "--occlude", "0.5", "--zoom-drift", "1", "--no-final-eval", "--quiet", "--out", str(out),
-                       "--max-len", "5"]) == 0
+                       "--occlude", "0.5", "--zoom-drift", "1", "--stills", "0.5", "--no-final-eval", "--quiet",
+                       "--out", str(out), "--max-len", "5"]) == 0
     assert (out / "best.npz").is_file() and (out / "metrics.csv").read_text().count("\n") == 3
     rows = list(csv.DictReader(open(out / "metrics.csv")))  # both selections: own boxes and the size prior
     assert all(0 <= float(r["test_iou_prior"]) <= 1 for r in rows) and (out / "best-prior.npz").is_file()
     run = json.loads((out / "config.json").read_text())["run"]  # sot's defaults, the recipe
     assert run["mask_lost"] and run["map_lost"] and run["lr_decay"] == "cosine" and run["box_jitter"] == 1.5
     assert run["mix"] == 0.5 and run["distract"] == 0.5 and run["patches"] == 0.5 and run["stretch"] == 1.4
-    assert run["photo"] == 0.3 and run["occlude"] == 0.5 and run["zoom_drift"] == 1.0
+    assert run["photo"] == 0.3 and run["occlude"] == 0.5 and run["zoom_drift"] == 1.0 and run["stills"] == 0.5
 
 
 @pytest.mark.parametrize("flags, occlude, drift", [([], 0.3, 2.0), (["--occlude", "0"], 0.0, 2.0),
@@ -611,7 +660,7 @@ def test_zoom_drift_with_stretch_is_refused_before_a_run_is_made(tmp_path, capsy
 
 @pytest.mark.parametrize("flags", [["--mix", "0.5"], ["--distract", "0.2"], ["--patches", "0.3"], ["--stretch", "1.5"],
                                    ["--photo", "0.2"], ["--zoom-drift", "1.5"], ["--occlude", "0.3"],
-                                   ["--max-zoom", "2", "--box-jitter", "1.2"]])
+                                   ["--stills", "0.3"], ["--max-zoom", "2", "--box-jitter", "1.2"]])
 def test_sot_augmentation_flags_are_refused_for_other_datasets(tmp_path, capsys, flags):
     """They would change nothing there: an error names them, no run is made."""
     from minihart import train

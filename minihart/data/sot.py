@@ -31,6 +31,7 @@ import numpy as np
 
 from minihart.boxes import validate_boxes
 from minihart.data.batching import TrackSet, pad_batch
+from minihart.data.camera import camera_path
 from minihart.data.otb import read_boxes, read_image
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
@@ -356,18 +357,20 @@ class SOTSet(TrackSet):
     piece of a training scene, crosses in front of the target once, so that the tracker learns to
     hold the window through an occlusion and find the target again after it; the frames where it
     hides at least 70% of the target count as frames where the target is not visible (presence 0).
+    With probability ``stills`` the window is made from one labelled frame instead (:meth:`still_window`):
+    a virtual camera pans and zooms over it as over the first frame in first-frame adaptation.
     """
 
     def __init__(self, name, videos, tracks, channels, sequences, scales, overlap=0.5, augment=False,
                  max_stride=3, max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0,
-                 photo=0.0, zoom_drift=1.0, occlude=0.0):
+                 photo=0.0, zoom_drift=1.0, occlude=0.0, stills=0.0):
         super().__init__(name, videos, tracks, channels, overlap, augment)
         if max_stride < 1 or max_zoom < 1 or box_jitter < 1 or stretch < 1:
             raise ValueError(f"SOTSet: max_stride, max_zoom, box_jitter and stretch must be >= 1, got {max_stride}, "
                              f"{max_zoom}, {box_jitter}, {stretch}")
-        if not all(0 <= q <= 1 for q in (mix, distract, patches, occlude)):
-            raise ValueError(f"SOTSet: mix, distract, patches and occlude are probabilities, got {mix}, {distract}, "
-                             f"{patches}, {occlude}")
+        if not all(0 <= q <= 1 for q in (mix, distract, patches, occlude, stills)):
+            raise ValueError(f"SOTSet: mix, distract, patches, occlude and stills are probabilities, got {mix}, "
+                             f"{distract}, {patches}, {occlude}, {stills}")
         if not 0 <= photo <= 1:
             raise ValueError(f"SOTSet: photo must be in [0, 1], got {photo}")
         if zoom_drift < 1 or (zoom_drift > 1 and stretch > 1):
@@ -376,10 +379,16 @@ class SOTSet(TrackSet):
         self.sequences, self.scales = sequences, scales
         self.max_stride, self.max_zoom, self.box_jitter, self.mix = max_stride, max_zoom, box_jitter, mix
         self.distract, self.patches, self.stretch, self.photo = distract, patches, stretch, photo
-        self.zoom_drift, self.occlude = zoom_drift, occlude
+        self.zoom_drift, self.occlude, self.stills = zoom_drift, occlude, stills
 
     def augmented_window(self, i, seq_len, rng):
         """Window ``i`` augmented as the class docstring says: stored frames, boxes, presence."""
+        if self.stills > 0 and rng.random() < self.stills:
+            return self.still_window(i, seq_len, rng)
+        return self.moving_window(i, seq_len, rng)
+
+    def moving_window(self, i, seq_len, rng):
+        """Window ``i``'s frames of the video, augmented as the class docstring says."""
         k, s, L = self.windows(seq_len)[i]
         video, first, boxes, presence = self.tracks[k]
         idx = np.arange(s, len(boxes), int(rng.integers(1, self.max_stride + 1)))[:seq_len]
@@ -395,13 +404,7 @@ class SOTSet(TrackSet):
         if rng.random() < 0.5:  # mirror
             cols = cols[..., ::-1]
             b[:, 1] = self.image_hw[1] - b[:, 1] - b[:, 3]
-        true = b.copy()
-        if self.box_jitter > 1:  # the tracker starts from an imprecise box: scaled and shifted
-            j = self.box_jitter
-            size = b[0, 2:] * np.exp(rng.uniform(-np.log(j), np.log(j), 2))
-            centre = b[0, :2] + b[0, 2:] / 2 + rng.uniform(-0.5, 0.5, 2) * (j - 1) * b[0, 2:] / 2
-            b = b.copy()
-            b[0] = np.concatenate([centre - size / 2, size]).astype(np.float32)
+        true, b = b.copy(), self.jittered_first_box(b, rng)  # the tracker starts from an imprecise box
         frames = self.videos[video][first + idx]  # (L, H, W, 3): one gather of flat pixel indices
         H, W = self.image_hw
         if rows.ndim == 1:  # one crop for the whole window
@@ -420,6 +423,39 @@ class SOTSet(TrackSet):
             frames, p = self.occluded(frames, true, p, rng)
         if self.photo > 0:
             frames = photometric(frames, rng, self.photo)
+        return frames, b, p
+
+    def jittered_first_box(self, b, rng):
+        """``b`` ``(L, 4)`` with its first box (where the tracker starts) scaled and shifted (``box_jitter``)."""
+        if self.box_jitter <= 1:
+            return b
+        j, b = self.box_jitter, b.copy()
+        size = b[0, 2:] * np.exp(rng.uniform(-np.log(j), np.log(j), 2))
+        centre = b[0, :2] + b[0, 2:] / 2 + rng.uniform(-0.5, 0.5, 2) * (j - 1) * b[0, 2:] / 2
+        b[0] = np.concatenate([centre - size / 2, size]).astype(np.float32)
+        return b
+
+    def still_window(self, i, seq_len, rng):
+        """Window ``i`` made from one of its labelled frames, drawn at random: a virtual camera pans and
+        zooms over it (:func:`minihart.data.camera.camera_path`, as first-frame adaptation's windows),
+        then the window is mirrored with probability 1/2, its first box jittered and an occluder laid in
+        as in :meth:`augmented_window`. The target keeps its look and only the camera moves, as in the
+        windows a tracker adapts on (the forty-first round). A draw whose first frame does not show the
+        target's centre gives an ordinary window instead."""
+        k, s, L = self.windows(seq_len)[i]
+        video, first, boxes, presence = self.tracks[k]
+        labelled = s + np.flatnonzero(presence[s:s + L] > 0)
+        j = int(labelled[rng.integers(len(labelled))])
+        rows, cols, b, p = (a[0] for a in camera_path(boxes[j], self.image_hw, rng, 1, L))
+        if not p[0]:
+            return self.moving_window(i, seq_len, rng)
+        if rng.random() < 0.5:  # mirror
+            cols = cols[:, ::-1]
+            b[:, 1] = self.image_hw[1] - b[:, 1] - b[:, 3]
+        true, b = b.copy(), self.jittered_first_box(b, rng)
+        frames = np.ascontiguousarray(self.videos[video][first + j][rows[:, :, None], cols[:, None, :]])
+        if self.occlude > 0 and rng.random() < self.occlude:
+            frames, p = self.occluded(frames, true, p, rng)
         return frames, b, p
 
     def _consecutive(self, k, L, rng):
@@ -575,7 +611,7 @@ def default_cache_dir(root):
 
 def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=None, max_stride=3,
          max_zoom=1.5, box_jitter=1.0, mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, list_file=None,
-         cache=True, zoom_drift=1.0, occlude=0.0):
+         cache=True, zoom_drift=1.0, occlude=0.0, stills=0.0):
     """The ``split`` of a folder of SOT sequences as a :class:`SOTSet`.
 
     Args:
@@ -586,7 +622,7 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         size, which must then be the same for every sequence.
       channels: 1 (grey) or 3 (colour) for the frames the batches return.
       augment: default ``split == "train"``; see :class:`SOTSet` for max_stride, max_zoom, box_jitter,
-        mix, distract, patches, stretch, photo, zoom_drift and occlude.
+        mix, distract, patches, stretch, photo, zoom_drift, occlude and stills.
       list_file: a file naming the sequences of the split, one a line.
       cache: keep resized frames as ``.npy`` in :func:`default_cache_dir` (read-only data: no cache).
     """
@@ -604,4 +640,4 @@ def load(root, split="train", frame_hw=None, channels=3, overlap=0.5, augment=No
         scales.append(scale)
     return SOTSet("sot", videos, tracks, channels, infos, scales, overlap,
                   split == "train" if augment is None else augment, max_stride, max_zoom, box_jitter,
-                  mix, distract, patches, stretch, photo, zoom_drift, occlude)
+                  mix, distract, patches, stretch, photo, zoom_drift, occlude, stills)
