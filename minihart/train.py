@@ -45,7 +45,8 @@ DEFAULTS = {  # per dataset: preset, optimiser, learning rate, batch size, curri
     # real footage (README "Real footage"): the recipe that won on the mini-set's val/ split
     "sot": dict(preset="real", optimizer="adam", lr=3e-4, batch_size=8, minutes=30.0, epoch_steps=50,
                 threshold=0.5, min_epochs=1, max_len=60, eval_every=200, box_jitter=1.6, lr_decay="cosine",
-                ema=0.999, kick=0.5, mask_lost=True, map_lost=True, occlude=0.3, zoom_drift=2.0),
+                ema=0.999, kick=0.5, mask_lost=True, map_lost=True, occlude=0.3, zoom_drift=2.0,
+                stills=0.3),
 }
 COMMON_DEFAULTS = dict(clip=0.3, seed=0, eval_sequences=64, start_len=5, max_stride=3, max_zoom=1.5, box_jitter=1.0,
                        mix=0.0, distract=0.0, patches=0.0, stretch=1.0, photo=0.0, zoom_drift=1.0, occlude=0.0,
@@ -299,6 +300,7 @@ def train(args=None, **options) -> str:
         run.setdefault("map_lost", False)
         run.setdefault("occlude", 0.0)  # and before the occluders joined the sot recipe
         run.setdefault("zoom_drift", 1.0)  # or before the zoom drifted
+        run.setdefault("stills", 0.0)  # or before still windows
         for k, v in {**COMMON_DEFAULTS, **DEFAULTS[run["dataset"]]}.items():  # runs made before a setting existed
             run.setdefault(k, v)
         for flag in ("dataset", "difficulty") + RUN_FLAGS:  # silently ignoring them would surprise
@@ -570,7 +572,8 @@ def build_parser():
                         "target not visible (default 0.3, the recipe's; 0: off)")
     p.add_argument("--stills", type=number(float, 0, 1),
                    help="sot: the probability that a training window is made from one frame of its sequence, a "
-                        "virtual camera panning and zooming over it as in first-frame adaptation (default 0: off)")
+                        "virtual camera panning and zooming over it as in first-frame adaptation (default 0.3, the "
+                        "recipe's; 0: off)")
     p.add_argument("--v1-init", choices=["random", "kmeans"],
                    help="V1's convolutions at the start: He-normal (default), or k-means filters of whitened "
                         "patches of the training glimpses, layer by layer (no labels; a few seconds)")

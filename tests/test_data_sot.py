@@ -617,13 +617,16 @@ def test_training_reads_the_sot_dataset(tmp_path):
     assert run["photo"] == 0.3 and run["occlude"] == 0.5 and run["zoom_drift"] == 1.0 and run["stills"] == 0.5
 
 
-@pytest.mark.parametrize("flags, occlude, drift", [([], 0.3, 2.0), (["--occlude", "0"], 0.0, 2.0),
-                                                   (["--zoom-drift", "1"], 0.3, 1.0)])
-def test_the_recipe_occludes_and_drifts_the_zoom_unless_told_otherwise(tmp_path, monkeypatch, flags, occlude, drift):
+@pytest.mark.parametrize("flags, occlude, drift, stills", [([], 0.3, 2.0, 0.3), (["--occlude", "0"], 0.0, 2.0, 0.3),
+                                                           (["--zoom-drift", "1"], 0.3, 1.0, 0.3),
+                                                           (["--stills", "0"], 0.3, 2.0, 0.0)])
+def test_the_recipe_occludes_drifts_the_zoom_and_makes_stills_unless_told_otherwise(tmp_path, monkeypatch, flags,
+                                                                                   occlude, drift, stills):
     """Since the thirty-seventh round the sot recipe lays an occluder into 30% of the windows
     (``--occlude 0.3``), since the thirty-eighth its zoom drifts up to 2 times per 50 frames
-    (``--zoom-drift 2``); ``--occlude 0`` and ``--zoom-drift 1`` train as before them. The run keeps
-    the values and its training set is built with them."""
+    (``--zoom-drift 2``), since the forty-third it makes 30% of the windows from still frames
+    (``--stills 0.3``); ``--occlude 0``, ``--zoom-drift 1`` and ``--stills 0`` train as before them.
+    The run keeps the values and its training set is built with them."""
     from minihart import runs, train
     root = tmp_path / "set"
     for split, names in (("train", ["A"]), ("val", ["C"])):
@@ -633,7 +636,7 @@ def test_the_recipe_occludes_and_drifts_the_zoom_unless_told_otherwise(tmp_path,
     real = runs.open_dataset
 
     def recording(*a, **k):
-        built.append((k.get("occlude"), k.get("zoom_drift")))
+        built.append((k.get("occlude"), k.get("zoom_drift"), k.get("stills")))
         return real(*a, **k)
     monkeypatch.setattr(train, "open_dataset", recording)
     out = tmp_path / "run"
@@ -641,8 +644,8 @@ def test_the_recipe_occludes_and_drifts_the_zoom_unless_told_otherwise(tmp_path,
                        "--eval-every", "2", "--batch-size", "2", "--no-final-eval", "--quiet", "--out", str(out),
                        "--max-len", "5"] + flags) == 0
     run = json.loads((out / "config.json").read_text())["run"]
-    assert (run["occlude"], run["zoom_drift"]) == (occlude, drift)
-    assert built[0] == (occlude, drift)  # the training set (the held-out one has no augmentation)
+    assert (run["occlude"], run["zoom_drift"], run["stills"]) == (occlude, drift, stills)
+    assert built[0] == (occlude, drift, stills)  # the training set (the held-out one has no augmentation)
 
 
 @pytest.mark.parametrize("drift", [["--zoom-drift", "1.5"], []])

@@ -124,6 +124,9 @@ def test_toolkit_files_read_by_an_independent_reader(tmp_path):
     assert not list(tmp_path.glob("**/*.tmp"))
 
 
+ADAPT = 10  # first-frame adaptation's steps in the tests of the commands here (the default: 50)
+
+
 def _sot_folder(root, n_seq=2, n=6, hw=(45, 60)):
     from tests.test_data_sot import otb_seq
     for k in range(n_seq):
@@ -144,16 +147,20 @@ def test_one_tracking_scored_with_several_size_priors_equals_scoring_each(model,
 
 
 def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_path, capsys):
+    """The command and the object give the same boxes, with each flag and its argument; adapted for
+    ADAPT steps, not the default 50, to keep the test short (the defaults are compared on the
+    shipped checkpoint, below)."""
     params, cfg = model
     ckpt = str(tmp_path / "m.npz")
     save(ckpt, params, cfg)
     root = _sot_folder(tmp_path / "seqs", n_seq=1)
     out = tmp_path / "out"
-    assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video"]) == 0
+    assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video",
+                       "--adapt", str(ADAPT)]) == 0
     assert "against the ground truth: average IoU" in capsys.readouterr().out
     written = np.loadtxt(out / "S0.txt", delimiter=",")
     info = sot.read_sequence(root / "S0")
-    tracker = track.HARTTracker(ckpt, device="cpu")
+    tracker = track.HARTTracker(ckpt, device="cpu", adapt_steps=ADAPT)
     boxes, times = tracker.track(info.images, written[0])
     assert boxes.shape == (6, 4) and times.shape == (6,) and (times > 0).all()
     np.testing.assert_allclose(boxes, written, atol=0.02)  # the files hold 3 decimals
@@ -165,10 +172,12 @@ def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_
     # the same boxes, which differ from the defaults' (the model's own size; the model as trained; one copy)
     for flag, value, kwargs in (("--size-prior", "0", dict(size_prior=0.0)), ("--adapt", "0", dict(adapt_steps=0)),
                                 ("--draws", "1", dict(draws=1))):
+        steps = [] if flag == "--adapt" else ["--adapt", str(ADAPT)]
         assert track.main(["--checkpoint", ckpt, "--video", str(root / "S0"), "--out", str(out), "--no-video",
-                           flag, value]) == 0
+                           flag, value] + steps) == 0
         capsys.readouterr()
         got = np.loadtxt(out / "S0.txt", delimiter=",")
+        kwargs = dict(dict(adapt_steps=ADAPT), **kwargs)
         boxes, _ = track.HARTTracker(ckpt, device="cpu", **kwargs).track(info.images, written[0])
         np.testing.assert_allclose(boxes, got, atol=0.02)
         assert np.abs(got - written).max() > 0.05, flag
@@ -197,7 +206,7 @@ def test_evaluate_a_folder_whole_sequences(model, tmp_path, capsys):
     save(ckpt, params, cfg)
     root = _sot_folder(tmp_path / "seqs")
     out = tmp_path / "ev"
-    assert evaluate.main(["--checkpoint", ckpt, "--folder", str(root), "--out", str(out)]) == 0
+    assert evaluate.main(["--checkpoint", ckpt, "--folder", str(root), "--out", str(out), "--adapt", str(ADAPT)]) == 0
     printed = capsys.readouterr().out
     assert "2 whole sequences: average IoU" in printed and "S0 | 6 |" in printed
     for name in ("sequences.csv", "results.json", "success_precision.png", "tracking.gif",
@@ -217,7 +226,7 @@ def test_evaluate_a_folder_whole_sequences(model, tmp_path, capsys):
     assert got == pytest.approx(expected, abs=1e-6)
     # --size-prior 1: every box has the first box's size (x, y, w, h files, 3 decimals)
     assert evaluate.main(["--checkpoint", ckpt, "--folder", str(root), "--out", str(tmp_path / "sp"),
-                          "--size-prior", "1"]) == 0
+                          "--size-prior", "1", "--adapt", str(ADAPT)]) == 0
     capsys.readouterr()
     fixed = np.loadtxt(tmp_path / "sp" / "results" / "S1.txt", delimiter=",")
     np.testing.assert_allclose(fixed[:, 2:], np.broadcast_to(gt[0, 2:], fixed[:, 2:].shape), atol=2e-3)

@@ -319,7 +319,7 @@ def _blend(alpha, top, under):
 
 
 def feathered_mask(boxes, presence, hw, inner=0.05, outer=0.3):
-    """``(L, H, W)`` float32 weights of the target's pixels for :meth:`SOTSet.augmented_window`'s
+    """``(L, H, W)`` float32 weights of the target's pixels for :meth:`SOTSet.moving_window`'s
     scene mixing: 1 on each box and up to ``inner`` of its size outside it, falling linearly to 0
     at ``outer`` of its size; 0 everywhere in frames where the target is absent."""
     rows, cols = feather_axes(boxes, hw, inner, outer)
@@ -439,7 +439,7 @@ class SOTSet(TrackSet):
         """Window ``i`` made from one of its labelled frames, drawn at random: a virtual camera pans and
         zooms over it (:func:`minihart.data.camera.camera_path`, as first-frame adaptation's windows),
         then the window is mirrored with probability 1/2, its first box jittered and an occluder laid in
-        as in :meth:`augmented_window`. The target keeps its look and only the camera moves, as in the
+        as in :meth:`moving_window`. The target keeps its look and only the camera moves, as in the
         windows a tracker adapts on (the forty-first round). A draw whose first frame does not show the
         target's centre gives an ordinary window instead."""
         k, s, L = self.windows(seq_len)[i]
