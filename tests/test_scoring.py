@@ -177,7 +177,7 @@ def test_track_command_matches_the_tracker_object_and_toolkit_reader(model, tmp_
                            flag, value] + steps) == 0
         capsys.readouterr()
         got = np.loadtxt(out / "S0.txt", delimiter=",")
-        kwargs = dict(dict(adapt_steps=ADAPT), **kwargs)
+        kwargs = {"adapt_steps": ADAPT, **kwargs}
         boxes, _ = track.HARTTracker(ckpt, device="cpu", **kwargs).track(info.images, written[0])
         np.testing.assert_allclose(boxes, got, atol=0.02)
         assert np.abs(got - written).max() > 0.05, flag
